@@ -1,0 +1,140 @@
+"""Small Keras callbacks for what Keras' own ones do not cover.
+
+Each resets its state in on_train_begin so that one instance can serve several fits.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+from tensorboardX import SummaryWriter
+
+from mnistlab import runs
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """Epoch scalars and weight histograms, with tensorboardX (Keras' own callback needs TF).
+
+    Writes `train/` and `validation/` subfolders with the same tags, as Keras' TensorBoard
+    callback does, so TensorBoard overlays the two curves in one chart.
+    """
+
+    def __init__(self, log_dir: Path):
+        super().__init__()
+        self.log_dir = Path(log_dir)
+        self._writers: dict[str, SummaryWriter] = {}
+
+    def on_train_begin(self, logs=None):
+        self._writers = {
+            split: SummaryWriter(str(self.log_dir / split)) for split in ("train", "validation")
+        }
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = epoch + 1
+        for name, value in (logs or {}).items():
+            split, tag = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
+            self._writers[split].add_scalar(f"epoch_{tag}", float(value), step)
+        for weight in self.model.weights:
+            self._writers["train"].add_histogram(
+                weight.path, keras.ops.convert_to_numpy(weight.value), step
+            )
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+
+
+class HistoryFile(keras.callbacks.Callback):
+    """Per-epoch logs and seconds in history.json, rewritten atomically after every epoch.
+
+    Keras' History lives in memory and starts empty when a killed run resumes; this file
+    keeps the earlier epochs. Rows at or after the resumed epoch are dropped, since the
+    run was killed before their backup was complete and they are trained again.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+        self.rows: list[dict] = []
+
+    def on_train_begin(self, logs=None):
+        self.rows = runs.read_json(self.path) if self.path.is_file() else []
+        self._trimmed = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._trimmed:
+            self.rows = [row for row in self.rows if row["epoch"] <= epoch]
+            self._trimmed = True
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        row["seconds"] = time.perf_counter() - self._start
+        self.rows.append(row)
+        runs.write_json(self.path, self.rows)
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint that saves to a temporary file and renames it into place.
+
+    Keras writes the .keras zip in place, so a kill mid-save would destroy the best model.
+    """
+
+    def __init__(self, filepath: Path, **kwargs):
+        self.final_path = Path(filepath)
+        # Keras picks the format from the suffix, so the temporary name keeps ".keras".
+        partial = self.final_path.with_name(f".{self.final_path.stem}.partial.keras")
+        super().__init__(str(partial), **kwargs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        partial = Path(self.filepath)
+        if partial.exists():
+            partial.replace(self.final_path)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose patience count and best weights survive a killed run.
+
+    BackupAndRestore restores only the model and the epoch; plain EarlyStopping would
+    start counting afresh and forget the best weights it is meant to restore.
+    """
+
+    def __init__(self, state_dir: Path, **kwargs):
+        super().__init__(**kwargs)
+        self.state_dir = Path(state_dir)
+
+    @property
+    def _state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def _weights_file(self) -> Path:
+        return self.state_dir / "best.weights.npz"
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if not self._state_file.is_file():
+            return
+        state = json.loads(self._state_file.read_text())
+        self.best, self.wait, self.best_epoch = state["best"], state["wait"], state["best_epoch"]
+        if self.restore_best_weights and self._weights_file.is_file():
+            with np.load(self._weights_file) as saved:
+                self.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.best is None:  # The monitored value was missing; nothing to keep.
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.restore_best_weights and self.best_epoch == epoch:
+            with runs.atomic_path(self._weights_file) as tmp:
+                np.savez(tmp, *self.best_weights)
+        state = {"best": float(self.best), "wait": self.wait, "best_epoch": self.best_epoch}
+        runs.write_json(self._state_file, state)

@@ -1,0 +1,130 @@
+"""One frozen dataclass per command, and the named presets. Standard library only."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+
+
+class ConfigError(ValueError):
+    """A configuration a user wrote (CLI options or a config.json) that cannot be used."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides what `mnistlab train` produces; saved as config.json in each run.
+
+    The defaults are the reference deep MLP of the notebook this project replaces.
+    """
+
+    preset: str = "deep-mlp"
+    # Width of each hidden Dense ReLU layer, input side first.
+    hidden_units: tuple[int, ...] = (512, 256, 128)
+    # Dropout after every hidden layer; 0 means no Dropout layer at all.
+    dropout: float = 0.3
+    # L2 penalty on every hidden kernel; 0 means no regulariser.
+    l2: float = 0.0
+    learning_rate: float = 1e-3
+    epochs: int = 50
+    batch_size: int = 128
+    # The last fraction of the training images is held out, as Keras' validation_split does.
+    validation_split: float = 0.2
+    # Early stopping on val_loss; best weights are restored.
+    patience: int = 5
+    seed: int = 0
+    # Train on the first `limit` training images only (the tiny mode for smoke tests).
+    limit: int | None = None
+    # Training steps per compiled call: amortises Python dispatch (see benchmarks/epoch_speed.py).
+    steps_per_execution: int = 75
+    # Also write final_model.h5 (legacy HDF5) next to final_model.keras.
+    save_h5: bool = False
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        checks = [
+            (len(self.hidden_units) > 0, "hidden_units needs at least one layer"),
+            (all(u > 0 for u in self.hidden_units), "hidden_units must all be positive"),
+            (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
+            (self.l2 >= 0.0, f"l2 must be >= 0, got {self.l2}"),
+            (self.learning_rate > 0.0, f"learning_rate must be > 0, got {self.learning_rate}"),
+            (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
+            (self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}"),
+            (
+                0.0 < self.validation_split < 1.0,
+                f"validation_split must be in (0, 1), got {self.validation_split}",
+            ),
+            (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
+            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+            (self.limit is None or self.limit > 1, f"limit must be > 1, got {self.limit}"),
+            (self.steps_per_execution > 0, "steps_per_execution must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, typing.Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, typing.Any]) -> TrainConfig:
+        """Rebuild a config from JSON; unknown keys and wrong types are errors, not ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        # JSON has no tuples; everything else must already have the right type.
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**values)
+
+
+def _check_types(config: typing.Any) -> None:
+    hints = typing.get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if not _is_instance(value, hints[field.name]):
+            raise ConfigError(
+                f"{field.name} must be of type {_type_name(hints[field.name])}, got {value!r}"
+            )
+
+
+def _is_instance(value: typing.Any, tp: typing.Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_instance(value, arg) for arg in typing.get_args(tp))
+    if origin is tuple:
+        (item, _ellipsis) = typing.get_args(tp)
+        return isinstance(value, tuple) and all(_is_instance(v, item) for v in value)
+    if tp is type(None):
+        return value is None
+    # bool is an int subclass, but True is never a sensible epoch count.
+    if isinstance(value, bool):
+        return tp is bool
+    if tp is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, tp)
+
+
+def _type_name(tp: typing.Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "deep-mlp": TrainConfig(),
+    "mlp-128": TrainConfig(preset="mlp-128", hidden_units=(128,), dropout=0.2, epochs=10),
+    "mlp-l2": TrainConfig(
+        preset="mlp-l2", hidden_units=(128, 64), dropout=0.2, l2=0.01, epochs=20, batch_size=64
+    ),
+    "mlp-512x2": TrainConfig(
+        preset="mlp-512x2", hidden_units=(512, 512), dropout=0.0, epochs=20, batch_size=32
+    ),
+}
+
+
+def preset_config(name: str, **overrides: typing.Any) -> TrainConfig:
+    """The preset `name` with some fields replaced; None values mean 'keep the preset's'."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from: {', '.join(PRESETS)}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(PRESETS[name], **changes)

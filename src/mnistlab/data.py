@@ -1,0 +1,170 @@
+"""Load MNIST (Keras npz or the original IDX files), check it, and split off validation.
+
+Where the data comes from, in order: an explicit path, $MNISTLAB_DATA, then the Keras
+download cache (~/.keras/datasets/mnist.npz), so a user with internet needs nothing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ENV_VAR = "MNISTLAB_DATA"
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+# The file keras.datasets.mnist.load_data() downloads, with the checksum Keras pins.
+KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+KERAS_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+# IDX magic numbers: 0x0000, the uint8 type code 0x08, then the number of dimensions.
+_IDX_MAGIC = {"x": 0x0803, "y": 0x0801}
+# Original LeCun names; the files inside the original archives use a '.' before idx.
+IDX_NAMES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+class DataError(ValueError):
+    """The data file is missing, damaged or not MNIST-shaped; the message says which."""
+
+
+@dataclass(frozen=True)
+class Mnist:
+    """uint8 images (N, 28, 28) and uint8 labels (N,), with where they came from."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    sha256: str
+
+
+def load_mnist(path: str | os.PathLike | None = None) -> Mnist:
+    """Read and validate MNIST from `path`, else $MNISTLAB_DATA, else the Keras cache."""
+    if path is None:
+        path = os.environ.get(ENV_VAR) or None
+    resolved = Path(path) if path is not None else _keras_cached_file()
+    if not resolved.exists():
+        raise DataError(f"{resolved}: no such file or folder")
+    if resolved.is_dir():
+        files = _idx_files(resolved)
+        arrays = {key: _read_idx(file, _IDX_MAGIC[key[0]]) for key, file in files.items()}
+    else:
+        files = {"npz": resolved}
+        arrays = _read_npz(resolved)
+    for split in ("train", "test"):
+        _validate(resolved, split, arrays[f"x_{split}"], arrays[f"y_{split}"])
+    return Mnist(**arrays, source=str(resolved), sha256=_sha256(files.values()))
+
+
+def split_validation(
+    x: np.ndarray, y: np.ndarray, fraction: float
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Hold out the last `fraction` of the samples, exactly as Keras' validation_split does."""
+    n_train = int(len(x) * (1.0 - fraction))
+    if n_train < 1 or n_train >= len(x):
+        raise DataError(f"validation_split {fraction} leaves an empty split of {len(x)} images")
+    return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
+
+
+def _keras_cached_file() -> Path:
+    import keras  # Imported here: only needed when no local copy is named.
+
+    try:
+        return Path(keras.utils.get_file("mnist.npz", origin=KERAS_ORIGIN, file_hash=KERAS_SHA256))
+    except Exception as e:  # get_file raises a bare Exception on network errors.
+        raise DataError(
+            f"no data path given, ${ENV_VAR} unset, and the Keras download failed ({e}); "
+            "pass --data PATH to a local mnist.npz or IDX folder"
+        ) from e
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in IDX_NAMES if k not in f.files]
+            if missing:
+                raise DataError(
+                    f"{path}: not an MNIST npz, missing arrays {', '.join(missing)} "
+                    f"(found: {', '.join(f.files) or 'none'})"
+                )
+            return {k: f[k] for k in IDX_NAMES}
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: unreadable npz file ({e})") from e
+
+
+def _idx_files(folder: Path) -> dict[str, Path]:
+    files = {}
+    for key, name in IDX_NAMES.items():
+        dotted = name.replace("-idx", ".idx")
+        candidates = [folder / f"{stem}{gz}" for stem in (name, dotted) for gz in ("", ".gz")]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise DataError(f"{folder}: missing {name} (or {name}.gz)")
+        files[key] = found
+    return files
+
+
+def _read_idx(path: Path, expected_magic: int) -> np.ndarray:
+    """Parse one IDX file: big-endian magic, one uint32 per dimension, then the bytes."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: unreadable ({e})") from e
+    if len(raw) < 4:
+        raise DataError(f"{path}: truncated, only {len(raw)} bytes")
+    (magic,) = struct.unpack(">I", raw[:4])
+    if magic != expected_magic:
+        raise DataError(f"{path}: not an IDX file of the expected kind (magic {magic:#06x})")
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated header")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = header + int(np.prod(shape))
+    if len(raw) != expected:
+        raise DataError(f"{path}: {len(raw)} bytes but its header {shape} needs {expected}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _validate(path: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
+    problem = None
+    if x.dtype != np.uint8:
+        problem = f"x_{split} has dtype {x.dtype}, expected uint8"
+    elif x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
+        problem = f"x_{split} has shape {x.shape}, expected (N, 28, 28)"
+    elif y.ndim != 1 or len(y) != len(x):
+        problem = f"y_{split} has shape {y.shape}, expected ({len(x)},) to match x_{split}"
+    elif not np.issubdtype(y.dtype, np.integer):
+        problem = f"y_{split} has dtype {y.dtype}, expected integer labels"
+    elif len(y) == 0:
+        problem = f"{split} split is empty"
+    elif y.min() < 0 or y.max() >= NUM_CLASSES:
+        problem = f"y_{split} has labels {y.min()}..{y.max()}, expected 0..9"
+    if problem:
+        raise DataError(f"{path}: {problem}")
+
+
+def _sha256(files: Iterable[Path]) -> str:
+    """Checksum of the npz file, or of the four IDX files in a fixed order."""
+    digest = hashlib.sha256()
+    for file in files:
+        with open(file, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,107 @@
+"""The run directory: its file names, atomic writes, and whether a run is finished.
+
+A run is finished when metrics.json exists; it is written last, so a run killed at any
+point before that is recognisably incomplete and is resumed, never mistaken for done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import typing
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+CONFIG = "config.json"
+HISTORY = "history.json"
+METRICS = "metrics.json"
+BEST_MODEL = "best_model.keras"
+FINAL_MODEL = "final_model.keras"
+FINAL_MODEL_H5 = "final_model.h5"
+TENSORBOARD = "tensorboard"
+# Training state for resuming; deleted once the run is finished.
+BACKUP = "backup"
+EARLY_STOPPING_STATE = "early_stopping"
+
+DEFAULT_ROOT = Path("runs")
+
+
+class RunError(RuntimeError):
+    """A run directory that cannot be used for what was asked."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
+
+    The temporary name keeps the suffix because Keras picks the format from it.
+    """
+    path = Path(path)
+    # Not mkstemp: it makes files private (0600); these should follow the umask like any other.
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.partial{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj: typing.Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def read_json(path: Path) -> typing.Any:
+    return json.loads(Path(path).read_text())
+
+
+def new_run_dir(root: Path, preset: str, now: datetime | None = None) -> Path:
+    """A fresh `root/<YYYYmmdd-HHMMSS>-<preset>` path; a suffix keeps same-second runs apart."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    candidate = Path(root) / f"{stamp}-{preset}"
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = Path(root) / f"{stamp}-{preset}-{n}"
+    return candidate
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (Path(run_dir) / METRICS).is_file()
+
+
+def start(run_dir: Path, record: dict[str, typing.Any]) -> bool:
+    """Create the run with its config record, or check that an unfinished one matches it.
+
+    Returns True when an interrupted run is being resumed. Only `config` and the data
+    checksum must match: they decide what is trained; versions may change on a restart.
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG
+    if is_finished(run_dir):
+        raise RunError(f"{run_dir} is a finished run; choose another --run-dir")
+    if config_path.is_file():
+        saved = read_json(config_path)
+        for key in ("config", "data_sha256"):
+            if saved.get(key) != record.get(key):
+                raise RunError(
+                    f"{run_dir} holds an unfinished run with a different {key}; "
+                    "resume it with the same options or choose another --run-dir"
+                )
+        return True
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(f"{run_dir} exists and is not a mnistlab run; choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(config_path, record)
+    return False
+
+
+def finish(run_dir: Path, metrics: dict[str, typing.Any]) -> None:
+    """Mark the run finished (metrics.json last), then drop the resume state it no longer needs."""
+    write_json(Path(run_dir) / METRICS, metrics)
+    for name in (BACKUP, EARLY_STOPPING_STATE):
+        shutil.rmtree(Path(run_dir) / name, ignore_errors=True)

@@ -1,0 +1,119 @@
+"""train(config, data, run_dir) -> test metrics, leaving a finished run directory behind."""
+
+from __future__ import annotations
+
+import platform
+import typing
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from mnistlab import __version__, runs
+from mnistlab.callbacks import (
+    AtomicModelCheckpoint,
+    HistoryFile,
+    ResumableEarlyStopping,
+    TensorBoardLogger,
+)
+from mnistlab.config import TrainConfig
+from mnistlab.data import NUM_CLASSES, Mnist, split_validation
+from mnistlab.models import build_model
+
+EVAL_BATCH_SIZE = 1000
+
+
+def prepare(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images and labels -> float32 pixels in [0, 1] and one-hot float32 labels."""
+    return (x.astype("float32") / 255.0), np.eye(NUM_CLASSES, dtype="float32")[y]
+
+
+def run_record(config: TrainConfig, data: Mnist) -> dict[str, typing.Any]:
+    """What config.json holds: enough to rebuild the model and reproduce the run."""
+    return {
+        "config": config.to_dict(),
+        "data_source": data.source,
+        "data_sha256": data.sha256,
+        "mnistlab_version": __version__,
+        "keras_version": keras.__version__,
+        "backend": keras.backend.backend(),
+        "python_version": platform.python_version(),
+    }
+
+
+def train(
+    config: TrainConfig, data: Mnist, run_dir: Path, verbose: int | str = "auto"
+) -> dict[str, typing.Any]:
+    """Train, checkpoint and evaluate one model; resume if `run_dir` holds an unfinished run."""
+    run_dir = Path(run_dir)
+    runs.start(run_dir, run_record(config, data))
+    keras.utils.set_random_seed(config.seed)
+
+    limit = config.limit or len(data.x_train)
+    x, y = prepare(data.x_train[:limit], data.y_train[:limit])
+    (x_train, y_train), validation = split_validation(x, y, config.validation_split)
+
+    model = build_model(config)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=config.steps_per_execution,
+    )
+    history_path = run_dir / runs.HISTORY
+    done = runs.read_json(history_path) if history_path.is_file() else []
+    callbacks = [
+        HistoryFile(history_path),
+        TensorBoardLogger(run_dir / runs.TENSORBOARD),
+        AtomicModelCheckpoint(
+            run_dir / runs.BEST_MODEL,
+            monitor="val_accuracy",
+            save_best_only=True,
+            # After a restart, only beat what the earlier epochs already saved.
+            initial_value_threshold=max((r["val_accuracy"] for r in done), default=None),
+        ),
+        ResumableEarlyStopping(
+            run_dir / runs.EARLY_STOPPING_STATE,
+            monitor="val_loss",
+            patience=config.patience,
+            restore_best_weights=True,
+        ),
+        # Last, so that every other callback's state for an epoch is on disk before the
+        # backup says that epoch is done. Two copies: a kill mid-write leaves the older one.
+        keras.callbacks.BackupAndRestore(
+            str(run_dir / runs.BACKUP), double_checkpoint=True, delete_checkpoint=False
+        ),
+    ]
+    model.fit(
+        x_train,
+        y_train,
+        validation_data=validation,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+
+    # The model now holds the best-val_loss weights that EarlyStopping restored.
+    with runs.atomic_path(run_dir / runs.FINAL_MODEL) as tmp:
+        model.save(tmp)
+    if config.save_h5:
+        with runs.atomic_path(run_dir / runs.FINAL_MODEL_H5) as tmp:
+            model.save(tmp)
+
+    x_test, y_test = prepare(data.x_test, data.y_test)
+    test = model.evaluate(x_test, y_test, batch_size=EVAL_BATCH_SIZE, verbose=0, return_dict=True)
+    history = runs.read_json(history_path)
+    metrics = {
+        "test_accuracy": float(test["accuracy"]),
+        "test_loss": float(test["loss"]),
+        "epochs_run": len(history),
+        # Epoch (1-based) whose weights final_model.keras holds: lowest val_loss.
+        "best_epoch": min(history, key=lambda r: r["val_loss"])["epoch"],
+        # Epoch whose weights best_model.keras holds: highest val_accuracy.
+        "checkpoint_epoch": max(history, key=lambda r: r["val_accuracy"])["epoch"],
+        "best_val_accuracy": max(r["val_accuracy"] for r in history),
+        "training_seconds": sum(r["seconds"] for r in history),
+    }
+    runs.finish(run_dir, metrics)
+    return metrics

@@ -1,0 +1,84 @@
+from datetime import datetime
+
+import pytest
+
+from mnistlab import runs
+
+
+def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), runs.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_atomic_path_keeps_the_suffix_and_replaces_on_success(tmp_path):
+    target = tmp_path / "model.keras"
+    with runs.atomic_path(target) as tmp:
+        assert tmp.suffix == ".keras"
+        assert tmp.parent == tmp_path
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_write_json_round_trip(tmp_path):
+    runs.write_json(tmp_path / "a.json", {"x": [1, 2]})
+    runs.write_json(tmp_path / "a.json", {"x": [3]})
+    assert runs.read_json(tmp_path / "a.json") == {"x": [3]}
+
+
+def test_new_run_dir_is_named_by_time_and_preset_and_never_reused(tmp_path):
+    now = datetime(2026, 11, 21, 4, 5, 6)
+    first = runs.new_run_dir(tmp_path, "deep-mlp", now)
+    assert first.name == "20261121-040506-deep-mlp"
+    first.mkdir()
+    assert runs.new_run_dir(tmp_path, "deep-mlp", now).name == "20261121-040506-deep-mlp-2"
+
+
+RECORD = {"config": {"epochs": 3}, "data_sha256": "abc", "keras_version": "3.0"}
+
+
+def test_start_creates_the_run_and_resumes_an_unfinished_one(tmp_path):
+    run_dir = tmp_path / "run"
+    assert runs.start(run_dir, RECORD) is False
+    assert runs.read_json(run_dir / runs.CONFIG) == RECORD
+    # A restart may use another Keras version, but must train the same thing.
+    assert runs.start(run_dir, {**RECORD, "keras_version": "3.1"}) is True
+
+
+@pytest.mark.parametrize(
+    "change", [{"config": {"epochs": 4}}, {"data_sha256": "other"}], ids=["config", "data"]
+)
+def test_start_refuses_to_resume_something_different(tmp_path, change):
+    runs.start(tmp_path, RECORD)
+    with pytest.raises(runs.RunError, match="different"):
+        runs.start(tmp_path, {**RECORD, **change})
+
+
+def test_start_refuses_a_finished_run_and_leaves_it_alone(tmp_path):
+    runs.start(tmp_path, RECORD)
+    runs.finish(tmp_path, {"test_accuracy": 0.98})
+    with pytest.raises(runs.RunError, match="finished run"):
+        runs.start(tmp_path, RECORD)
+    assert runs.read_json(tmp_path / runs.METRICS) == {"test_accuracy": 0.98}
+
+
+def test_start_refuses_a_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(runs.RunError, match="not a mnistlab run"):
+        runs.start(tmp_path, RECORD)
+
+
+def test_a_run_is_finished_only_once_metrics_exist_and_resume_state_goes(tmp_path):
+    runs.start(tmp_path, RECORD)
+    (tmp_path / runs.BACKUP).mkdir()
+    (tmp_path / runs.EARLY_STOPPING_STATE).mkdir()
+    assert not runs.is_finished(tmp_path)
+    runs.finish(tmp_path, {"test_accuracy": 0.5})
+    assert runs.is_finished(tmp_path)
+    assert not (tmp_path / runs.BACKUP).exists()
+    assert not (tmp_path / runs.EARLY_STOPPING_STATE).exists()
