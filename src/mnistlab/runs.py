@@ -86,12 +86,15 @@ def start(run_dir: Path, record: dict[str, typing.Any]) -> bool:
         raise RunError(f"{run_dir} is a finished run; choose another --run-dir")
     if config_path.is_file():
         saved = read_json(config_path)
-        for key in ("config", "data_sha256"):
-            if saved.get(key) != record.get(key):
-                raise RunError(
-                    f"{run_dir} holds an unfinished run with a different {key}; "
-                    "resume it with the same options or choose another --run-dir"
-                )
+        record = json.loads(json.dumps(record))  # compare as saved: tuples become lists
+        differ = [k for k in record["config"] if saved["config"].get(k) != record["config"][k]]
+        if saved.get("data_sha256") != record["data_sha256"]:
+            differ.append("data")
+        if differ:
+            raise RunError(
+                f"{run_dir} holds an unfinished run with different {', '.join(differ)}; "
+                "resume it with the same options or choose another --run-dir"
+            )
         return True
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"{run_dir} exists and is not a mnistlab run; choose another --run-dir")

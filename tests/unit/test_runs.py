@@ -39,23 +39,24 @@ def test_new_run_dir_is_named_by_time_and_preset_and_never_reused(tmp_path):
     assert runs.new_run_dir(tmp_path, "deep-mlp", now).name == "20261121-040506-deep-mlp-2"
 
 
-RECORD = {"config": {"epochs": 3}, "data_sha256": "abc", "keras_version": "3.0"}
+RECORD = {"config": {"epochs": 3, "hidden": (4, 2)}, "data_sha256": "abc", "keras_version": "3.0"}
 
 
 def test_start_creates_the_run_and_resumes_an_unfinished_one(tmp_path):
     run_dir = tmp_path / "run"
     assert runs.start(run_dir, RECORD) is False
-    assert runs.read_json(run_dir / runs.CONFIG) == RECORD
+    assert runs.read_json(run_dir / runs.CONFIG)["config"] == {"epochs": 3, "hidden": [4, 2]}
     # A restart may use another Keras version, but must train the same thing.
     assert runs.start(run_dir, {**RECORD, "keras_version": "3.1"}) is True
 
 
 @pytest.mark.parametrize(
-    "change", [{"config": {"epochs": 4}}, {"data_sha256": "other"}], ids=["config", "data"]
+    ("change", "named"),
+    [({"config": {"epochs": 4, "hidden": (4, 2)}}, "epochs"), ({"data_sha256": "x"}, "data")],
 )
-def test_start_refuses_to_resume_something_different(tmp_path, change):
+def test_start_refuses_to_resume_something_different(tmp_path, change, named):
     runs.start(tmp_path, RECORD)
-    with pytest.raises(runs.RunError, match="different"):
+    with pytest.raises(runs.RunError, match=f"with different {named};"):
         runs.start(tmp_path, {**RECORD, **change})
 
 

@@ -1,0 +1,104 @@
+"""The command line end to end in tiny mode, and every way a user can get it wrong."""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mnistlab import runs
+
+
+def test_help_does_not_import_keras():
+    # Keras takes seconds to import; help must not pay for it.
+    script = """
+import sys
+from mnistlab.cli import main
+for argv in (["--help"], ["train", "--help"]):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+print("keras" in sys.modules, "jax" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.splitlines()[-1] == "False False"
+
+
+def test_train_help_gives_every_default(cli):
+    out = cli("train", "--help").stdout
+    for option, default in [("--epochs", "(50)"), ("--batch-size", "(128)"),
+                            ("--learning-rate", "(0.001)"), ("--validation-split", "(0.2)"),
+                            ("--patience", "(5)"), ("--seed", "(0)"),
+                            ("--preset", "default: deep-mlp")]:  # fmt: skip
+        assert option in out
+        assert default in out, option
+
+
+def test_tiny_training_end_to_end(cli, tmp_path):
+    result = cli("train", "--limit", 2000, "--epochs", 1, "--h5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert re.fullmatch(r"\d{8}-\d{6}-deep-mlp", run_dir.name)
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"test_accuracy=0\.\d{{4}} test_loss=\d+\.\d{{4}} run=runs/{run_dir.name}", last
+    )
+    # Keras' line for the epoch (a progress bar on a terminal): 1,600 images, batch 128.
+    assert re.search(r"^13/13 - .* - val_accuracy: 0\.\d+ - val_loss: ", result.stdout, re.M)
+    names = {p.name for p in run_dir.iterdir()}
+    assert names == {"config.json", "history.json", "metrics.json", "best_model.keras",
+                     "final_model.keras", "final_model.h5", "tensorboard"}  # fmt: skip
+    config = runs.read_json(run_dir / runs.CONFIG)["config"]
+    assert (config["limit"], config["epochs"], config["save_h5"]) == (2000, 1, True)
+    assert runs.read_json(run_dir / runs.METRICS)["epochs_run"] == 1
+
+
+def test_quiet_prints_only_the_result(cli, tmp_path):
+    result = cli("train", "--quiet", "--limit", 500, "--epochs", 1, "--preset", "mlp-128",
+                 "--run-dir", tmp_path / "r")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1
+    assert result.stdout.startswith("test_accuracy=")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "epochs must be > 0"),
+        (["--validation-split", "1.5"], "validation_split must be in (0, 1)"),
+        (["--limit", "1"], "limit must be > 1"),
+        (["--preset", "resnet"], "invalid choice: 'resnet'"),
+        (["--batch-size", "ten"], "invalid int value: 'ten'"),
+        (["--data", "missing.npz"], "missing.npz: no such file"),
+    ],
+)
+def test_bad_options_exit_non_zero_with_one_line_and_leave_nothing(cli, tmp_path, args, message):
+    result = cli("train", *args, "--run-dir", tmp_path / "run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_broken_data_exits_non_zero_and_writes_no_run(cli, tmp_path):
+    broken = tmp_path / "broken.npz"
+    np.savez(broken, x_train=np.zeros((10, 32, 32), np.uint8), y_train=np.zeros(10, np.uint8),
+             x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.zeros(2, np.uint8))  # fmt: skip
+    result = cli("train", "--data", broken, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"mnistlab: error: {broken}: x_train has shape (10, 32, 32), expected (N, 28, 28)"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_finished_run_is_never_overwritten(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    runs.start(run_dir, {"config": {}, "data_sha256": ""})
+    runs.finish(run_dir, {"test_accuracy": 0.99})
+    result = cli("train", "--limit", 500, "--epochs", 1, "--run-dir", run_dir)
+    assert result.returncode == 2
+    assert "is a finished run" in result.stderr
+    assert runs.read_json(run_dir / runs.METRICS) == {"test_accuracy": 0.99}

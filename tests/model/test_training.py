@@ -1,0 +1,153 @@
+"""Real trainings on real MNIST through the CLI, as a user runs them."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mnistlab import runs
+from mnistlab.config import PRESETS
+from mnistlab.train import prepare
+
+ACCURACY_BAR = 0.98
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """One full training of the default preset with its default seed."""
+    run_dir = tmp_path_factory.mktemp("default") / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "mnistlab", "train", "--quiet", "--run-dir", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr
+    return run_dir, result.stdout
+
+
+def test_default_preset_reaches_the_accuracy_bar(default_run):
+    run_dir, stdout = default_run
+    metrics = runs.read_json(run_dir / runs.METRICS)
+    assert metrics["test_accuracy"] >= ACCURACY_BAR
+    assert stdout.strip().endswith(
+        f"test_accuracy={metrics['test_accuracy']:.4f} "
+        f"test_loss={metrics['test_loss']:.4f} run={run_dir}"
+    )
+
+
+def test_early_stopping_and_the_final_model_holds_the_best_val_loss_weights(default_run, mnist):
+    run_dir, _ = default_run
+    config = PRESETS["deep-mlp"]
+    history = runs.read_json(run_dir / runs.HISTORY)
+    metrics = runs.read_json(run_dir / runs.METRICS)
+    best = min(history, key=lambda r: r["val_loss"])
+    assert [r["epoch"] for r in history] == list(range(1, len(history) + 1))
+    assert metrics["epochs_run"] == len(history)
+    assert metrics["best_epoch"] == best["epoch"]
+    if len(history) < config.epochs:  # stopped early: exactly `patience` epochs after the best
+        assert len(history) == best["epoch"] + config.patience
+    x_val, y_val = prepare(mnist.x_train[48000:], mnist.y_train[48000:])
+    final = keras.saving.load_model(run_dir / runs.FINAL_MODEL)
+    val = final.evaluate(x_val, y_val, batch_size=1000, verbose=0, return_dict=True)
+    assert val["loss"] == pytest.approx(best["val_loss"], abs=1e-4)
+    x_test, y_test = prepare(mnist.x_test, mnist.y_test)
+    test = final.evaluate(x_test, y_test, batch_size=1000, verbose=0, return_dict=True)
+    assert test["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+def test_best_checkpoint_loads_with_plain_keras(default_run):
+    run_dir, _ = default_run
+    metrics = runs.read_json(run_dir / runs.METRICS)
+    # A separate process that never imports mnistlab, as a user's own script would.
+    script = f"""
+import sys, numpy as np, keras
+model = keras.saving.load_model({str(run_dir / runs.BEST_MODEL)!r})
+with np.load({os.environ["MNISTLAB_DATA"]!r}) as d:
+    x, y = d["x_test"] / 255.0, d["y_test"]
+accuracy = float((model.predict(x, verbose=0).argmax(1) == y).mean())
+print(accuracy, "mnistlab" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    accuracy, imported = result.stdout.split()
+    assert imported == "False"
+    assert float(accuracy) >= ACCURACY_BAR
+    history = runs.read_json(run_dir / runs.HISTORY)
+    assert metrics["checkpoint_epoch"] == max(history, key=lambda r: r["val_accuracy"])["epoch"]
+
+
+def test_artifacts_and_tensorboard_logs(default_run):
+    run_dir, _ = default_run
+    record = runs.read_json(run_dir / runs.CONFIG)
+    history = runs.read_json(run_dir / runs.HISTORY)
+    assert record["config"]["hidden_units"] == [512, 256, 128]
+    assert record["backend"] == "jax"
+    assert len(record["data_sha256"]) == 64
+    assert set(history[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert not (run_dir / runs.BACKUP).exists()
+    assert not (run_dir / runs.EARLY_STOPPING_STATE).exists()
+    events = EventAccumulator(
+        str(run_dir / "tensorboard" / "train"), size_guidance={"histograms": 0}
+    )
+    events.Reload()
+    assert len(events.Scalars("epoch_accuracy")) == len(history)
+    # A kernel and a bias for each of the three hidden layers and the output layer.
+    histograms = events.Tags()["histograms"]
+    assert len(histograms) == 8
+    assert all(len(events.Histograms(tag)) == len(history) for tag in histograms)
+
+
+def tiny_training(cli, run_dir, seed):
+    result = cli("train", "--quiet", "--limit", 6000, "--epochs", 2, "--seed", seed,
+                 "--run-dir", run_dir)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return runs.read_json(run_dir / runs.METRICS), runs.read_json(run_dir / runs.HISTORY)
+
+
+def test_same_seed_same_result(cli, tmp_path):
+    first, first_history = tiny_training(cli, tmp_path / "a", seed=7)
+    second, second_history = tiny_training(cli, tmp_path / "b", seed=7)
+    other, _ = tiny_training(cli, tmp_path / "c", seed=8)
+    assert f"{first['test_accuracy']:.4f}" == f"{second['test_accuracy']:.4f}"
+    assert first["test_loss"] == second["test_loss"]
+    assert [r["val_loss"] for r in first_history] == [r["val_loss"] for r in second_history]
+    assert other["test_loss"] != first["test_loss"]  # the seed is really used
+
+
+def backed_up_epochs(run_dir):
+    try:
+        return json.loads((run_dir / runs.BACKUP / "training_metadata.json").read_text())["epoch"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):  # not yet, or mid-write
+        return 0
+
+
+def test_a_run_killed_after_epoch_2_resumes_at_epoch_3_and_finishes(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "mnistlab", "train", "--epochs", "4", "--patience", "10",
+               "--run-dir", str(run_dir)]  # fmt: skip
+    victim = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while backed_up_epochs(run_dir) < 2:
+        assert victim.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)  # an epoch on 48,000 images takes > 1 s: still in epoch 3
+    victim.wait()
+    assert not runs.is_finished(run_dir)
+    assert [r["epoch"] for r in runs.read_json(run_dir / runs.HISTORY)] == [1, 2]
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "resuming the interrupted run" in result.stderr
+    epochs_shown = [line for line in result.stdout.splitlines() if line.startswith("Epoch ")]
+    assert epochs_shown == ["Epoch 3/4", "Epoch 4/4"]
+    assert [r["epoch"] for r in runs.read_json(run_dir / runs.HISTORY)] == [1, 2, 3, 4]
+    assert runs.read_json(run_dir / runs.METRICS)["epochs_run"] == 4
+    assert not (run_dir / runs.BACKUP).exists()
