@@ -10,9 +10,11 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from mnistlab import __version__, runs
 from mnistlab.config import PRESETS, ConfigError, TrainConfig, preset_config
-from mnistlab.data import ENV_VAR, DataError, load_mnist
+from mnistlab.data import ENV_VAR, NUM_CLASSES, DataError, load_digits_set, load_mnist
 
 DEFAULT_BACKEND = "jax"
 EXIT_USAGE = 2
@@ -42,7 +44,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     _add_train(commands)
+    _add_evaluate(commands)
+    _add_compare(commands)
+    _add_runs(commands)
+    _add_show_data(commands)
+    _add_summary(commands)
     return parser
+
+
+def _command(commands, name: str, help: str, handler, description: str | None = None):
+    parser = commands.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _data_option(parser, what: str) -> None:
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help=f"{what} (default: ${ENV_VAR}, else Keras' download of MNIST)",
+    )
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
@@ -59,12 +86,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--preset", default="deep-mlp", choices=list(PRESETS), help="model preset")
-    p.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help=f"mnist.npz or a folder of the IDX files (default: ${ENV_VAR}, else Keras' download)",
-    )
+    _data_option(p, "mnist.npz or a folder of the four IDX files")
     p.add_argument("--epochs", type=int, help=f"most epochs ({defaults.epochs})")
     p.add_argument("--batch-size", type=int, help=f"batch size ({defaults.batch_size})")
     p.add_argument(
@@ -122,3 +144,176 @@ def _train(args: argparse.Namespace) -> int:
         f"test_loss={metrics['test_loss']:.4f} run={run_dir}"
     )
     return 0
+
+
+def _add_evaluate(commands) -> None:
+    p = _command(
+        commands,
+        "evaluate",
+        "evaluate a run: metrics, figures and an HTML report",
+        _evaluate,
+        description=(
+            "Evaluate a finished run on the MNIST test set, or on any labelled digits given "
+            "with --data: accuracy, loss, per-class precision/recall/F1, confusion matrix, "
+            "misclassified images. Writes evaluation.json, figures/ and report.html into the "
+            "run (under evaluations/<model>-<data>/ for another model or data set)."
+        ),
+    )
+    p.add_argument("run", type=Path, help="run folder")
+    _data_option(p, "labelled digits: npz with x_test/y_test or x/y, or an IDX folder")
+    p.add_argument(
+        "--model",
+        default="final",
+        choices=["final", "best"],
+        help="final_model.keras (best val_loss) or best_model.keras (best val_accuracy)",
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    runs.require_finished(args.run)
+    digits = load_digits_set(args.data)
+    from mnistlab.evaluate import evaluate_run
+    from mnistlab.metrics import format_report
+
+    evaluation, out = evaluate_run(args.run, digits, args.model)
+    print(format_report(evaluation["metrics"]))
+    print(f"report: {out / runs.REPORT}")
+    return 0
+
+
+def _add_compare(commands) -> None:
+    p = _command(
+        commands,
+        "compare",
+        "compare runs side by side: a table and compare.html",
+        _compare,
+        description=(
+            "Measure every run on the same test digits and print a table (model, parameters, "
+            "epochs, training seconds, test accuracy, test loss); write an HTML page with "
+            "overlaid learning curves and the confusion matrices side by side."
+        ),
+    )
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders")
+    _data_option(p, "labelled digits to measure on")
+    p.add_argument("--out", type=Path, default=Path("compare.html"), help="HTML page to write")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    for run_dir in args.runs:
+        runs.require_finished(run_dir)
+    digits = load_digits_set(args.data)
+    from mnistlab.evaluate import compare_runs
+
+    rows, page = compare_runs(args.runs, digits)
+    _print_table(list(rows[0]), [list(row.values()) for row in rows])
+    runs.write_bytes(args.out, page.encode())
+    print(f"report: {args.out}")
+    return 0
+
+
+def _add_runs(commands) -> None:
+    p = _command(commands, "runs", "list finished runs, newest first", _list_runs)
+    p.add_argument("--root", type=Path, default=runs.DEFAULT_ROOT, help="folder of runs")
+
+
+def _list_runs(args: argparse.Namespace) -> int:
+    rows = []
+    for run_dir in runs.finished_runs(args.root):
+        record = runs.read_json(run_dir / runs.CONFIG)
+        metrics = runs.read_json(run_dir / runs.METRICS)
+        rows.append(
+            [
+                run_dir.name,
+                record["config"]["preset"],
+                f"{metrics['test_accuracy']:.4f}",
+                record.get("created", "?"),
+            ]
+        )
+    if not rows:
+        print(f"no finished runs in {args.root}")
+        return 0
+    _print_table(["run", "preset", "test_accuracy", "created"], rows)
+    return 0
+
+
+def _add_show_data(commands) -> None:
+    p = _command(
+        commands,
+        "show-data",
+        "print the data set's shapes and class counts; draw its first 25 images",
+        _show_data,
+    )
+    _data_option(p, "mnist.npz or a folder of the four IDX files")
+    p.add_argument("--out", type=Path, default=Path("mnist-samples.png"), help="PNG grid to write")
+
+
+def _show_data(args: argparse.Namespace) -> int:
+    data = load_mnist(args.data)
+    from mnistlab import plots
+
+    print(f"data: {data.source} (sha256 {data.sha256[:12]}...)")
+    header = ["split", "images", "labels", "dtype", *map(str, range(NUM_CLASSES))]
+    rows = [
+        [split, str(x.shape), str(y.shape), str(x.dtype), *np.bincount(y, minlength=NUM_CLASSES)]
+        for split, x, y in [
+            ("train", data.x_train, data.y_train),
+            ("test", data.x_test, data.y_test),
+        ]
+    ]
+    _print_table(header, rows)
+    grid = plots.digit_grid(
+        data.x_train[:25],
+        [f"label {y}" for y in data.y_train[:25]],
+        title="First 25 training images",
+    )
+    runs.write_bytes(args.out, plots.to_png(grid))
+    print(f"grid: {args.out}")
+    return 0
+
+
+def _add_summary(commands) -> None:
+    p = _command(
+        commands, "summary", "print a model's layers, output shapes and parameters", _summary
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("run", type=Path, nargs="?", help="run folder (its final model)")
+    which.add_argument("--preset", choices=list(PRESETS), help="a preset, untrained")
+
+
+def _summary(args: argparse.Namespace) -> int:
+    if args.run is not None:
+        runs.require_finished(args.run)
+    from mnistlab.models import build_model, layer_table
+    from mnistlab.predict import Predictor
+
+    if args.run is not None:
+        model = Predictor.from_run(args.run).model
+    else:
+        model = build_model(preset_config(args.preset))
+    rows = layer_table(model)
+    table = [[name, kind, shape, f"{params:,}"] for name, kind, shape, params in rows]
+    _print_table(["layer", "type", "output shape", "parameters"], table)
+    print(f"total parameters: {sum(r[3] for r in rows):,}")
+    return 0
+
+
+def _print_table(header: list[str], rows: list[list]) -> None:
+    """Columns padded to their widest cell; numbers right-aligned."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    numeric = [all(_is_number(row[i]) for row in cells[1:]) for i in range(len(header))]
+    for row in cells:
+        print(
+            "  ".join(
+                c.rjust(w) if num else c.ljust(w)
+                for c, w, num in zip(row, widths, numeric, strict=True)
+            ).rstrip()
+        )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return True

@@ -52,20 +52,58 @@ class Mnist:
 
 def load_mnist(path: str | os.PathLike | None = None) -> Mnist:
     """Read and validate MNIST from `path`, else $MNISTLAB_DATA, else the Keras cache."""
+    resolved = _resolve(path)
+    if resolved.is_dir():
+        files = _idx_files(resolved, IDX_NAMES)
+        arrays = {key: _read_idx(file, _IDX_MAGIC[key[0]]) for key, file in files.items()}
+    else:
+        files = {"npz": resolved}
+        arrays = _read_npz(resolved, [tuple(IDX_NAMES)])
+    for split in ("train", "test"):
+        _validate(resolved, f"x_{split}", arrays[f"x_{split}"], f"y_{split}", arrays[f"y_{split}"])
+    return Mnist(**arrays, source=str(resolved), sha256=_sha256(files.values()))
+
+
+@dataclass(frozen=True)
+class Digits:
+    """A labelled set of MNIST-style digits: uint8 images (N, 28, 28), uint8 labels (N,)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    source: str
+    sha256: str
+
+
+def load_digits_set(path: str | os.PathLike | None = None) -> Digits:
+    """A labelled set to evaluate on: MNIST's test split, or any digits in the same formats.
+
+    An npz may hold x_test/y_test or x/y; an IDX folder needs only the t10k pair. Without
+    a path this is the MNIST test set, found as load_mnist finds it.
+    """
+    if path is None:
+        mnist = load_mnist()
+        return Digits(mnist.x_test, mnist.y_test, mnist.source, mnist.sha256)
+    resolved = _resolve(path)
+    if resolved.is_dir():
+        names = {"x": IDX_NAMES["x_test"], "y": IDX_NAMES["y_test"]}
+        files = _idx_files(resolved, names)
+        x, y = (_read_idx(files[key], _IDX_MAGIC[key]) for key in ("x", "y"))
+        x_name, y_name = names.values()
+    else:
+        files = {"npz": resolved}
+        arrays = _read_npz(resolved, [("x_test", "y_test"), ("x", "y")])
+        (x_name, x), (y_name, y) = arrays.items()
+    _validate(resolved, x_name, x, y_name, y)
+    return Digits(x, y, str(resolved), _sha256(files.values()))
+
+
+def _resolve(path: str | os.PathLike | None) -> Path:
     if path is None:
         path = os.environ.get(ENV_VAR) or None
     resolved = Path(path) if path is not None else _keras_cached_file()
     if not resolved.exists():
         raise DataError(f"{resolved}: no such file or folder")
-    if resolved.is_dir():
-        files = _idx_files(resolved)
-        arrays = {key: _read_idx(file, _IDX_MAGIC[key[0]]) for key, file in files.items()}
-    else:
-        files = {"npz": resolved}
-        arrays = _read_npz(resolved)
-    for split in ("train", "test"):
-        _validate(resolved, split, arrays[f"x_{split}"], arrays[f"y_{split}"])
-    return Mnist(**arrays, source=str(resolved), sha256=_sha256(files.values()))
+    return resolved
 
 
 def split_validation(
@@ -90,25 +128,27 @@ def _keras_cached_file() -> Path:
         ) from e
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, layouts: list[tuple[str, ...]]) -> dict[str, np.ndarray]:
+    """The arrays of the first layout (a tuple of array names) that the file holds."""
     try:
         with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in IDX_NAMES if k not in f.files]
-            if missing:
-                raise DataError(
-                    f"{path}: not an MNIST npz, missing arrays {', '.join(missing)} "
-                    f"(found: {', '.join(f.files) or 'none'})"
-                )
-            return {k: f[k] for k in IDX_NAMES}
+            for keys in layouts:
+                if all(k in f.files for k in keys):
+                    return {k: f[k] for k in keys}
+            missing = [k for k in layouts[0] if k not in f.files]
+            raise DataError(
+                f"{path}: not an MNIST npz, missing arrays {', '.join(missing)} "
+                f"(found: {', '.join(f.files) or 'none'})"
+            )
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: unreadable npz file ({e})") from e
 
 
-def _idx_files(folder: Path) -> dict[str, Path]:
+def _idx_files(folder: Path, names: dict[str, str]) -> dict[str, Path]:
     files = {}
-    for key, name in IDX_NAMES.items():
+    for key, name in names.items():
         dotted = name.replace("-idx", ".idx")
         candidates = [folder / f"{stem}{gz}" for stem in (name, dotted) for gz in ("", ".gz")]
         found = next((c for c in candidates if c.is_file()), None)
@@ -142,20 +182,20 @@ def _read_idx(path: Path, expected_magic: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _validate(path: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
+def _validate(path: Path, x_name: str, x: np.ndarray, y_name: str, y: np.ndarray) -> None:
     problem = None
     if x.dtype != np.uint8:
-        problem = f"x_{split} has dtype {x.dtype}, expected uint8"
+        problem = f"{x_name} has dtype {x.dtype}, expected uint8 pixels"
     elif x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
-        problem = f"x_{split} has shape {x.shape}, expected (N, 28, 28)"
+        problem = f"{x_name} has shape {x.shape}, expected (N, 28, 28)"
     elif y.ndim != 1 or len(y) != len(x):
-        problem = f"y_{split} has shape {y.shape}, expected ({len(x)},) to match x_{split}"
+        problem = f"{y_name} has shape {y.shape}, expected ({len(x)},) to match {x_name}"
     elif not np.issubdtype(y.dtype, np.integer):
-        problem = f"y_{split} has dtype {y.dtype}, expected integer labels"
+        problem = f"{y_name} has dtype {y.dtype}, expected integer labels"
     elif len(y) == 0:
-        problem = f"{split} split is empty"
+        problem = f"{x_name} is empty"
     elif y.min() < 0 or y.max() >= NUM_CLASSES:
-        problem = f"y_{split} has labels {y.min()}..{y.max()}, expected 0..9"
+        problem = f"{y_name} has labels {y.min()}..{y.max()}, expected 0..9"
     if problem:
         raise DataError(f"{path}: {problem}")
 

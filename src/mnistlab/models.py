@@ -25,3 +25,11 @@ def build_model(config: TrainConfig) -> keras.Model:
             x = layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=config.preset)
+
+
+def layer_table(model: keras.Model) -> list[tuple[str, str, str, int]]:
+    """(name, layer type, output shape, parameters) for each layer, input first."""
+    return [
+        (layer.name, type(layer).__name__, str(tuple(layer.output.shape)), layer.count_params())
+        for layer in model.layers
+    ]

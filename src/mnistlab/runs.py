@@ -23,6 +23,11 @@ BEST_MODEL = "best_model.keras"
 FINAL_MODEL = "final_model.keras"
 FINAL_MODEL_H5 = "final_model.h5"
 TENSORBOARD = "tensorboard"
+# Written by `mnistlab evaluate`; for another model or data set, under EVALUATIONS/<name>/.
+EVALUATION = "evaluation.json"
+FIGURES = "figures"
+REPORT = "report.html"
+EVALUATIONS = "evaluations"
 # Training state for resuming; deleted once the run is finished.
 BACKUP = "backup"
 EARLY_STOPPING_STATE = "early_stopping"
@@ -51,8 +56,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def write_json(path: Path, obj: typing.Any) -> None:
+    write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def write_bytes(path: Path, content: bytes) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        tmp.write_bytes(content)
 
 
 def read_json(path: Path) -> typing.Any:
@@ -108,3 +117,22 @@ def finish(run_dir: Path, metrics: dict[str, typing.Any]) -> None:
     write_json(Path(run_dir) / METRICS, metrics)
     for name in (BACKUP, EARLY_STOPPING_STATE):
         shutil.rmtree(Path(run_dir) / name, ignore_errors=True)
+
+
+def require_finished(run_dir: Path) -> Path:
+    """The run folder, if it holds a finished run; otherwise a RunError that says why."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).is_file():
+        raise RunError(f"{run_dir}: not a mnistlab run (no {CONFIG})")
+    if not is_finished(run_dir):
+        raise RunError(f"{run_dir}: unfinished run (no {METRICS}); resume it with mnistlab train")
+    return run_dir
+
+
+def finished_runs(root: Path) -> list[Path]:
+    """Finished runs directly under `root`, newest first (by when metrics.json was written)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and is_finished(p)]
+    return sorted(found, key=lambda p: (p / METRICS).stat().st_mtime, reverse=True)

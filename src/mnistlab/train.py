@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import typing
+from datetime import datetime
 from pathlib import Path
 
 import keras
@@ -38,6 +39,7 @@ def run_record(config: TrainConfig, data: Mnist) -> dict[str, typing.Any]:
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
         "python_version": platform.python_version(),
+        "created": datetime.now().isoformat(timespec="seconds"),
     }
 
 

@@ -1,0 +1,110 @@
+"""Self-contained HTML pages: figures embedded as data URIs, no network, no scripts."""
+
+from __future__ import annotations
+
+import base64
+import html
+import typing
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
+th { background: #f3f3f3; }
+td.text, th.text { text-align: left; }
+img.figure { max-width: 100%; display: block; margin: 1em 0; }
+img.digit { width: 56px; height: 56px; image-rendering: pixelated; }
+.headline { font-size: 1.4em; }
+"""
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
+    )
+
+
+def table(header: typing.Sequence[str], rows: typing.Iterable[typing.Sequence], text_columns=1):
+    """An HTML table; the first `text_columns` columns are left-aligned text."""
+
+    def cells(values, tag):
+        return "".join(
+            f"<{tag}{' class=text' if i < text_columns else ''}>{html.escape(str(v))}</{tag}>"
+            for i, v in enumerate(values)
+        )
+
+    body = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows)
+    return f"<table><tr>{cells(header, 'th')}</tr>{body}</table>"
+
+
+def figure(png: bytes, alt: str) -> str:
+    return f"<img class='figure' alt='{html.escape(alt)}' src='{data_uri(png)}'>"
+
+
+def run_report(
+    run_name: str,
+    record: dict[str, typing.Any],
+    evaluation: dict[str, typing.Any],
+    figures: dict[str, bytes],
+    mistakes: list[tuple[dict[str, typing.Any], bytes]],
+) -> str:
+    """The evaluation of one run: configuration, metrics, figures, most confident mistakes."""
+    m = evaluation["metrics"]
+    headline = (
+        f"<p class='headline'>Test accuracy <strong id='accuracy'>{m['accuracy']:.4f}</strong>"
+        f" &middot; loss <strong id='loss'>{m['loss']:.4f}</strong> on {m['n']} images of "
+        f"<code>{html.escape(evaluation['data_source'])}</code>, model "
+        f"<code>{html.escape(evaluation['model'])}</code></p>"
+    )
+    config_rows = [(k, v) for k, v in record["config"].items()]
+    config_rows += [(k, record[k]) for k in ("keras_version", "backend", "data_sha256")]
+    class_rows = [
+        (name, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", s["support"])
+        for name, s in [
+            *((f"digit {k}", v) for k, v in m["per_class"].items()),
+            ("macro avg", m["macro_avg"]),
+            ("weighted avg", m["weighted_avg"]),
+        ]
+    ]
+    mistake_rows = "".join(
+        f"<tr><td><img class='digit' alt='test image {x['index']}' src='{data_uri(png)}'></td>"
+        f"<td>{x['index']}</td><td>{x['true']}</td><td>{x['predicted']}</td>"
+        f"<td>{x['confidence']:.4f}</td></tr>"
+        for x, png in mistakes
+    )
+    body = "\n".join(
+        [
+            headline,
+            "<h2>Metrics per class</h2>",
+            table(["", "precision", "recall", "F1", "support"], class_rows),
+            "<h2>Figures</h2>",
+            *(figure(png, name) for name, png in figures.items()),
+            f"<h2>The {len(mistakes)} most confident mistakes</h2>",
+            "<table><tr><th>image</th><th>test index</th><th>true</th><th>predicted</th>"
+            f"<th>confidence</th></tr>{mistake_rows}</table>",
+            "<h2>Configuration</h2>",
+            table(["setting", "value"], config_rows, text_columns=2),
+        ]
+    )
+    return page(f"mnistlab run {run_name}", body)
+
+
+def compare_report(rows: list[dict[str, typing.Any]], curves: bytes, confusions: bytes) -> str:
+    """Runs side by side: the summary table, overlaid curves, confusion matrices."""
+    header = list(rows[0])
+    body = "\n".join(
+        [
+            table(header, ([r[h] for h in header] for r in rows), text_columns=2),
+            "<h2>Learning curves</h2>",
+            figure(curves, "learning curves of every run"),
+            "<h2>Confusion matrices</h2>",
+            figure(confusions, "confusion matrix of every run"),
+        ]
+    )
+    return page("mnistlab: runs compared", body)
