@@ -38,3 +38,36 @@ def cli():
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """One full training of the default preset with its default seed: (run_dir, stdout)."""
+    run_dir = tmp_path_factory.mktemp("default") / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "mnistlab", "train", "--quiet", "--run-dir", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr
+    return run_dir, result.stdout
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """Two short real trainings of different presets, for evaluate/compare mechanics."""
+    root = tmp_path_factory.mktemp("tiny")
+    made = []
+    for preset in ("deep-mlp", "mlp-128"):
+        run_dir = root / preset
+        result = subprocess.run(
+            [sys.executable, "-m", "mnistlab", "train", "--quiet", "--preset", preset,
+             "--limit", "3000", "--epochs", "2", "--run-dir", str(run_dir)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        made.append(run_dir)
+    return made

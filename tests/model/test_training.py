@@ -18,20 +18,6 @@ from mnistlab.train import prepare
 ACCURACY_BAR = 0.98
 
 
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory):
-    """One full training of the default preset with its default seed."""
-    run_dir = tmp_path_factory.mktemp("default") / "run"
-    result = subprocess.run(
-        [sys.executable, "-m", "mnistlab", "train", "--quiet", "--run-dir", str(run_dir)],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert result.returncode == 0, result.stderr
-    return run_dir, result.stdout
-
-
 def test_default_preset_reaches_the_accuracy_bar(default_run):
     run_dir, stdout = default_run
     metrics = runs.read_json(run_dir / runs.METRICS)

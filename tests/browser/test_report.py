@@ -1,0 +1,68 @@
+"""The HTML report in a real browser: headless Chromium, driven by Playwright."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mnistlab import runs
+
+CHROMIUM = "/usr/bin/chromium"
+# No network here: keep Chromium from trying (see the machine notes).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} missing: .ci/run installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def open_page(browser, path: Path):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    return page, requests
+
+
+def test_report_renders_with_its_figures_and_the_right_accuracy(browser, default_run, tmp_path):
+    run_dir, _ = default_run
+    if not (run_dir / runs.REPORT).is_file():
+        from mnistlab.data import load_digits_set
+        from mnistlab.evaluate import evaluate_run
+
+        evaluate_run(run_dir, load_digits_set())
+    evaluation = runs.read_json(run_dir / runs.EVALUATION)
+    page, requests = open_page(browser, run_dir / runs.REPORT)
+
+    widths = page.evaluate("Array.from(document.images).map(i => i.naturalWidth)")
+    assert len(widths) == 5 + 10  # five figures, ten mistakes
+    assert all(w > 0 for w in widths)
+    assert page.inner_text("#accuracy") == f"{evaluation['metrics']['accuracy']:.4f}"
+    assert all(url.startswith(("file:", "data:")) for url in requests)  # self-contained
+    shot = tmp_path / "report.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 50_000  # a real rendering, figures included
+    if os.environ.get("MNISTLAB_SCREENSHOTS"):
+        shutil.copy(shot, os.environ["MNISTLAB_SCREENSHOTS"])
+
+
+def test_compare_page_renders(browser, cli, tiny_runs, tmp_path):
+    result = cli("compare", *tiny_runs, "--out", tmp_path / "compare.html")
+    assert result.returncode == 0, result.stderr
+    page, _ = open_page(browser, tmp_path / "compare.html")
+    widths = page.evaluate("Array.from(document.images).map(i => i.naturalWidth)")
+    assert widths == [1200, 1000]  # overlaid curves; two confusion matrices side by side
+    assert page.locator("table tr").count() == 3

@@ -1,0 +1,106 @@
+"""evaluate, compare, runs, show-data and summary from the command line."""
+
+import io
+import re
+
+import numpy as np
+from PIL import Image
+
+from mnistlab import runs
+from mnistlab.data import load_mnist
+
+
+def test_evaluate_prints_the_report_and_writes_everything(cli, tiny_runs):
+    run_dir = tiny_runs[0]
+    result = cli("evaluate", run_dir)
+    assert result.returncode == 0, result.stderr
+    evaluation = runs.read_json(run_dir / runs.EVALUATION)
+    accuracy = evaluation["metrics"]["accuracy"]
+    assert re.search(rf"^ +accuracy +{accuracy:.4f} +loss ", result.stdout, re.M)
+    assert result.stdout.strip().endswith(f"report: {run_dir / runs.REPORT}")
+    assert len(list((run_dir / runs.FIGURES).glob("*.png"))) == 5
+
+
+def test_evaluate_on_other_digits_writes_beside_not_over(cli, tiny_runs, tmp_path):
+    run_dir = tiny_runs[1]
+    mnist = load_mnist()
+    other = tmp_path / "other-digits.npz"
+    np.savez(other, x=mnist.x_test[:300], y=mnist.y_test[:300])
+    result = cli("evaluate", run_dir, "--data", other, "--model", "best")
+    assert result.returncode == 0, result.stderr
+    out = run_dir / runs.EVALUATIONS / "best-other-digits"
+    evaluation = runs.read_json(out / runs.EVALUATION)
+    assert evaluation["metrics"]["n"] == 300
+    assert evaluation["model"] == "best"
+    assert (out / runs.REPORT).is_file()
+
+
+def test_evaluate_refuses_an_unfinished_or_missing_run(cli, tmp_path):
+    unfinished = tmp_path / "unfinished"
+    runs.start(unfinished, {"config": {}, "data_sha256": ""})
+    result = cli("evaluate", unfinished)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"mnistlab: error: {unfinished}: unfinished run (no metrics.json); "
+        "resume it with mnistlab train"
+    )
+    assert not (unfinished / runs.EVALUATION).exists()
+    result = cli("evaluate", tmp_path / "nothing")
+    assert result.returncode == 2
+    assert "not a mnistlab run (no config.json)" in result.stderr
+
+
+def test_evaluate_refuses_digits_that_are_not_28x28(cli, tiny_runs, tmp_path):
+    bad = tmp_path / "digits8x8.npz"
+    np.savez(bad, x=np.zeros((5, 8, 8), np.uint8), y=np.zeros(5, np.uint8))
+    result = cli("evaluate", tiny_runs[0], "--data", bad)
+    assert result.returncode == 2
+    assert "x has shape (5, 8, 8), expected (N, 28, 28)" in result.stderr
+
+
+def test_compare_prints_a_table_and_writes_the_page(cli, tiny_runs, tmp_path):
+    page = tmp_path / "cmp.html"
+    result = cli("compare", *tiny_runs, "--out", page)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["run", "model", "parameters", "epochs", "training", "seconds",
+                                "test", "accuracy", "test", "loss"]  # fmt: skip
+    rows = {line.split()[0]: line.split() for line in lines[1:3]}
+    assert rows["deep-mlp"][1:4] == ["deep-mlp", "567434", "2"]
+    assert rows["mlp-128"][1:4] == ["mlp-128", "101770", "2"]
+    html = page.read_text()
+    assert html.count("<img") == 2
+    assert "src='http" not in html
+
+
+def test_runs_lists_finished_runs_newest_first(cli, tiny_runs, tmp_path):
+    root = tiny_runs[0].parent
+    unfinished = root / "unfinished"
+    runs.start(unfinished, {"config": {}, "data_sha256": ""})
+    result = cli("runs", "--root", root)
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines()[1:]]
+    assert names == ["mlp-128", "deep-mlp"]
+
+
+def test_show_data_prints_counts_and_draws_25_images(cli, tmp_path):
+    result = cli("show-data", "--out", tmp_path / "grid.png")
+    assert result.returncode == 0, result.stderr
+    assert re.search(
+        r"^train +\(60000, 28, 28\) +\(60000,\) +uint8 +5923 +6742 ", result.stdout, re.M
+    )
+    assert re.search(
+        r"^test +\(10000, 28, 28\) +\(10000,\) +uint8 +980 +1135 ", result.stdout, re.M
+    )
+    image = Image.open(io.BytesIO((tmp_path / "grid.png").read_bytes()))
+    assert (image.format, image.size) == ("PNG", (1100, 1240))
+
+
+def test_summary_of_a_preset_and_of_a_run(cli, tiny_runs):
+    preset = cli("summary", "--preset", "deep-mlp")
+    assert preset.returncode == 0, preset.stderr
+    assert re.search(r"^hidden_1 +Dense +\(None, 512\) +401,920$", preset.stdout, re.M)
+    assert preset.stdout.strip().endswith("total parameters: 567,434")
+    run = cli("summary", tiny_runs[1])
+    assert run.stdout.strip().endswith("total parameters: 101,770")
+    assert cli("summary").returncode == 2  # neither a run nor a preset

@@ -1,0 +1,58 @@
+"""Evaluation of the real default model on the real test set."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistlab import runs
+from mnistlab.data import load_digits_set
+from mnistlab.evaluate import evaluate_run
+from mnistlab.predict import Predictor
+from mnistlab.train import prepare
+
+FIGURE_SIZES = {
+    "learning_curves": (1000, 400),
+    "confusion_matrix": (600, 550),
+    "misclassified": (1100, 1240),
+    "predictions": (1100, 1240),
+    "per_class_accuracy": (800, 400),
+}
+
+
+@pytest.fixture(scope="module")
+def evaluated(default_run):
+    run_dir, _ = default_run
+    return evaluate_run(run_dir, load_digits_set())
+
+
+def test_evaluation_agrees_with_training_and_with_itself(default_run, evaluated):
+    run_dir, _ = default_run
+    evaluation, out = evaluated
+    assert out == run_dir
+    assert runs.read_json(run_dir / runs.EVALUATION) == evaluation
+    m = evaluation["metrics"]
+    trained = runs.read_json(run_dir / runs.METRICS)
+    assert m["accuracy"] == pytest.approx(trained["test_accuracy"], abs=1e-6)
+    assert m["loss"] == pytest.approx(trained["test_loss"], abs=1e-3)  # clipping differs
+    matrix = np.array(m["confusion_matrix"])
+    assert matrix.sum() == m["n"] == 10000
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(m["accuracy"], abs=1e-12)
+    assert len(m["misclassified"]) == 10000 - np.trace(matrix)
+    assert sum(s["support"] for s in m["per_class"].values()) == 10000
+
+
+def test_predictor_batches_agree_with_model_predict(default_run, mnist):
+    run_dir, _ = default_run
+    predictor = Predictor.from_run(run_dir)
+    x, _ = prepare(mnist.x_test, mnist.y_test)
+    expected = predictor.model.predict(x, verbose=0)
+    np.testing.assert_array_equal(predictor.predict_proba(mnist.x_test), expected)
+
+
+def test_figures_are_valid_pngs_of_the_expected_size(evaluated):
+    _, out = evaluated
+    for name, size in FIGURE_SIZES.items():
+        image = Image.open(io.BytesIO((out / runs.FIGURES / f"{name}.png").read_bytes()))
+        assert (image.format, image.size) == ("PNG", size), name
