@@ -13,11 +13,21 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab import __version__, runs
-from mnistlab.config import PRESETS, ConfigError, TrainConfig, preset_config
-from mnistlab.data import ENV_VAR, NUM_CLASSES, DataError, load_digits_set, load_mnist
+from mnistlab.config import (
+    PRESETS,
+    PRUNERS,
+    SAMPLERS,
+    TrainConfig,
+    TuneConfig,
+    override,
+    preset_config,
+)
+from mnistlab.data import ENV_VAR, NUM_CLASSES, load_digits_set, load_mnist
+from mnistlab.errors import UserError
 
 DEFAULT_BACKEND = "jax"
 EXIT_USAGE = 2
+TOP_TRIALS = 5
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
     try:
         return args.handler(args)
-    except (ConfigError, DataError, runs.RunError) as e:
+    except UserError as e:
         print(f"mnistlab: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -44,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     _add_train(commands)
+    _add_tune(commands)
     _add_evaluate(commands)
     _add_compare(commands)
     _add_runs(commands)
@@ -114,12 +125,25 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         "--h5", action="store_true", help="also save final_model.h5 (legacy HDF5 format)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument(
+        "--from-study",
+        metavar="NAME",
+        help="train the best configuration of this tuning study (instead of --preset)",
+    )
+    p.add_argument(
+        "--storage", help="with --from-study: the study's storage URL (default: its SQLite file)"
+    )
     p.set_defaults(handler=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
-    config = preset_config(
-        args.preset,
+    base = PRESETS[args.preset]
+    if args.from_study:
+        from mnistlab.tune import best_config, load_study
+
+        base = best_config(load_study(args.from_study, args.storage, runs.DEFAULT_ROOT))
+    config = override(
+        base,
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
@@ -144,6 +168,128 @@ def _train(args: argparse.Namespace) -> int:
         f"test_loss={metrics['test_loss']:.4f} run={run_dir}"
     )
     return 0
+
+
+def _add_tune(commands) -> None:
+    defaults = TuneConfig()
+    p = _command(
+        commands,
+        "tune",
+        "search hyperparameters with Optuna, then train the best configuration",
+        _tune,
+        description=(
+            "Run an Optuna study over the preset's layers, units, dropout, L2, optimizer, "
+            "learning rate and batch size, judged on validation accuracy (never the test "
+            "set). Running it again with the same --study resumes it; workers on several "
+            "machines share one study through --storage postgresql://... At the end: the "
+            "top trials, study.json and figures in runs/studies/<study>/, the best "
+            "configuration trained as a normal run, and a comparison with the reference run."
+        ),
+    )
+    p.add_argument("--preset", default=defaults.preset, choices=list(PRESETS), help="base preset")
+    p.add_argument(
+        "--trials", type=int, default=defaults.trials, help="finished trials the study should hold"
+    )
+    p.add_argument("--repeats", type=int, default=defaults.repeats, help="trainings per trial")
+    p.add_argument("--sampler", default=defaults.sampler, choices=SAMPLERS, help="Optuna sampler")
+    p.add_argument("--pruner", default=defaults.pruner, choices=PRUNERS, help="Optuna pruner")
+    p.add_argument("--epochs", type=int, default=defaults.epochs, help="most epochs per training")
+    p.add_argument("--study", help="study name (default: <preset>-search)")
+    p.add_argument(
+        "--storage",
+        help="SQLAlchemy URL, e.g. postgresql://user@host/db (default: a SQLite file in the "
+        "study folder)",
+    )
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--limit", type=int, help="use the first N training images (default: all)")
+    p.add_argument(
+        "--seed", type=int, help="sampler seed (default: random, so workers explore differently)"
+    )
+    _data_option(p, "mnist.npz or a folder of the four IDX files")
+    p.add_argument(
+        "--no-retrain",
+        action="store_true",
+        help="only search; do not train the best configuration (for extra workers)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _tune(args: argparse.Namespace) -> int:
+    config = TuneConfig(
+        preset=args.preset,
+        trials=args.trials,
+        repeats=args.repeats,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        epochs=args.epochs,
+        study=args.study or f"{args.preset}-search",
+        storage=args.storage,
+        timeout=args.timeout,
+        limit=args.limit,
+        seed=args.seed,
+    )
+    data = load_mnist(args.data)
+    import optuna
+
+    from mnistlab import tune
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial instead
+    root = runs.DEFAULT_ROOT
+    study = tune.run_study(config, data, root, on_trial=_print_trial, progress=not args.quiet)
+    folder = tune.study_dir(root, config.study)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = tune.study_record(study, config)
+    runs.write_json(folder / tune.STUDY_JSON, record)
+    for name, png in tune.study_figures(study).items():
+        runs.write_bytes(folder / f"{name}.png", png)
+
+    finished = [t for t in record["trials"] if t["state"] == "COMPLETE"]
+    top = sorted(finished, key=lambda t: t["value"], reverse=True)[:TOP_TRIALS]
+    print(f"study {config.study}: {len(record['trials'])} trials, {len(finished)} completed")
+    _print_table(
+        ["trial", "val_accuracy", "seconds", "params"],
+        [[t["number"], f"{t['value']:.4f}", f"{t['seconds'] or 0:.0f}", _params(t["params"])]
+         for t in top],
+    )  # fmt: skip
+    best = tune.best_trial(study)
+    print(f"best trial {best.number}: val_accuracy={best.value:.4f} {_params(best.params)}")
+    print(f"study: {folder / tune.STUDY_JSON}")
+    if args.no_retrain:
+        return 0
+
+    from mnistlab.evaluate import compare_runs
+    from mnistlab.train import train
+
+    tuned = runs.new_run_dir(root, f"{config.preset}-tuned")
+    train(tune.best_config(study), data, tuned, verbose=0)
+    reference_config = tune.base_config(config)
+    reference = runs.find_run(root, reference_config.to_dict(), data.sha256)
+    if reference is None:
+        reference = runs.new_run_dir(root, config.preset)
+        train(reference_config, data, reference, verbose=0)
+    rows, page = compare_runs([reference, tuned], load_digits_set(data.source))
+    _print_table(list(rows[0]), [list(row.values()) for row in rows])
+    runs.write_bytes(folder / "compare.html", page.encode())
+    print(f"tuned run: {tuned}")
+    return 0
+
+
+def _print_trial(study, trial) -> None:
+    """One line per finished trial; through tqdm so that the progress bar stays whole."""
+    from tqdm import tqdm
+
+    value = "-" if trial.value is None else f"{trial.value:.4f}"
+    seconds = trial.user_attrs.get("seconds") or 0.0
+    tqdm.write(
+        f"trial {trial.number} {trial.state.name.lower()}: val_accuracy={value} "
+        f"epochs={(trial.last_step or 0) + 1} {seconds:.1f}s {_params(trial.params)}"
+    )
+
+
+def _params(params: dict) -> str:
+    return " ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
 
 
 def _add_evaluate(commands) -> None:

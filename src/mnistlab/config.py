@@ -7,9 +7,21 @@ import types
 import typing
 from dataclasses import dataclass
 
+from mnistlab.errors import UserError
 
-class ConfigError(ValueError):
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+class ConfigError(UserError, ValueError):
     """A configuration a user wrote (CLI options or a config.json) that cannot be used."""
+
+
+def _per_layer(value: float | tuple[float, ...], layers: int, name: str) -> tuple[float, ...]:
+    if isinstance(value, tuple):
+        if len(value) != layers:
+            raise ConfigError(f"{name} has {len(value)} values for {layers} hidden layers")
+        return value
+    return (value,) * layers
 
 
 @dataclass(frozen=True)
@@ -22,10 +34,11 @@ class TrainConfig:
     preset: str = "deep-mlp"
     # Width of each hidden Dense ReLU layer, input side first.
     hidden_units: tuple[int, ...] = (512, 256, 128)
-    # Dropout after every hidden layer; 0 means no Dropout layer at all.
-    dropout: float = 0.3
-    # L2 penalty on every hidden kernel; 0 means no regulariser.
-    l2: float = 0.0
+    # Dropout after each hidden layer (one value for all, or one per layer); 0: no Dropout.
+    dropout: float | tuple[float, ...] = 0.3
+    # L2 penalty on each hidden kernel (one value for all, or one per layer); 0: none.
+    l2: float | tuple[float, ...] = 0.0
+    optimizer: str = "adam"
     learning_rate: float = 1e-3
     epochs: int = 50
     batch_size: int = 128
@@ -46,8 +59,15 @@ class TrainConfig:
         checks = [
             (len(self.hidden_units) > 0, "hidden_units needs at least one layer"),
             (all(u > 0 for u in self.hidden_units), "hidden_units must all be positive"),
-            (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
-            (self.l2 >= 0.0, f"l2 must be >= 0, got {self.l2}"),
+            (
+                all(0.0 <= d < 1.0 for d in self.layer_dropout),
+                f"dropout must be in [0, 1), got {self.dropout}",
+            ),
+            (all(v >= 0.0 for v in self.layer_l2), f"l2 must be >= 0, got {self.l2}"),
+            (
+                self.optimizer in OPTIMIZERS,
+                f"unknown optimizer {self.optimizer!r}; choose from: {', '.join(OPTIMIZERS)}",
+            ),
             (self.learning_rate > 0.0, f"learning_rate must be > 0, got {self.learning_rate}"),
             (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
             (self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}"),
@@ -63,6 +83,14 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    @property
+    def layer_dropout(self) -> tuple[float, ...]:
+        return _per_layer(self.dropout, len(self.hidden_units), "dropout")
+
+    @property
+    def layer_l2(self) -> tuple[float, ...]:
+        return _per_layer(self.l2, len(self.hidden_units), "l2")
 
     def to_dict(self) -> dict[str, typing.Any]:
         return dataclasses.asdict(self)
@@ -110,6 +138,59 @@ def _type_name(tp: typing.Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+SAMPLERS = ("tpe", "random", "gp", "grid")
+PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """What `mnistlab tune` searches; saved in the study folder as study.json."""
+
+    preset: str = "deep-mlp"
+    # The study is done when it holds this many finished (complete or pruned) trials,
+    # counted over every worker that shares it.
+    trials: int = 20
+    # Trainings per trial (seeds seed, seed+1, ...); the objective is their mean.
+    repeats: int = 1
+    sampler: str = "tpe"
+    pruner: str = "median"
+    # Most epochs of each training in the search (early stopping still applies).
+    epochs: int = 20
+    study: str = "deep-mlp-search"
+    # SQLAlchemy URL; None means a SQLite file in the study folder.
+    storage: str | None = None
+    timeout: float | None = None
+    limit: int | None = None
+    # Sampler seed; None draws one, so that workers sharing a study explore differently.
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        checks = [
+            (self.trials > 0, f"trials must be > 0, got {self.trials}"),
+            (self.repeats > 0, f"repeats must be > 0, got {self.repeats}"),
+            (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
+            (
+                self.sampler in SAMPLERS,
+                f"unknown sampler {self.sampler!r}; choose from: {', '.join(SAMPLERS)}",
+            ),
+            (
+                self.pruner in PRUNERS,
+                f"unknown pruner {self.pruner!r}; choose from: {', '.join(PRUNERS)}",
+            ),
+            (self.preset in PRESETS, f"unknown preset {self.preset!r}"),
+            (self.timeout is None or self.timeout > 0, "timeout must be > 0"),
+            (self.limit is None or self.limit > 1, f"limit must be > 1, got {self.limit}"),
+            (bool(self.study.strip()), "the study needs a name"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, typing.Any]:
+        return dataclasses.asdict(self)
+
+
 PRESETS: dict[str, TrainConfig] = {
     "deep-mlp": TrainConfig(),
     "mlp-128": TrainConfig(preset="mlp-128", hidden_units=(128,), dropout=0.2, epochs=10),
@@ -126,5 +207,9 @@ def preset_config(name: str, **overrides: typing.Any) -> TrainConfig:
     """The preset `name` with some fields replaced; None values mean 'keep the preset's'."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose from: {', '.join(PRESETS)}")
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(PRESETS[name], **changes)
+    return override(PRESETS[name], **overrides)
+
+
+def override(config: TrainConfig, **overrides: typing.Any) -> TrainConfig:
+    """`config` with the fields given a value replaced; None means 'keep'."""
+    return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mnistlab.errors import UserError
+
 ENV_VAR = "MNISTLAB_DATA"
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
@@ -34,7 +36,7 @@ IDX_NAMES = {
 }
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The data file is missing, damaged or not MNIST-shaped; the message says which."""
 
 

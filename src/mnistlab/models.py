@@ -14,15 +14,16 @@ def build_model(config: TrainConfig) -> keras.Model:
 
     Inputs are (batch, 28, 28) floats in [0, 1]; outputs (batch, 10) class probabilities.
     """
-    regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
     x = layers.Flatten(name="flatten")(inputs)  # (batch, 784)
-    for i, units in enumerate(config.hidden_units, start=1):
+    hidden = zip(config.hidden_units, config.layer_dropout, config.layer_l2, strict=True)
+    for i, (units, dropout, l2) in enumerate(hidden, start=1):
+        regularizer = keras.regularizers.L2(l2) if l2 else None
         x = layers.Dense(
             units, activation="relu", kernel_regularizer=regularizer, name=f"hidden_{i}"
         )(x)
-        if config.dropout:
-            x = layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"dropout_{i}")(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=config.preset)
 

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+from mnistlab.errors import UserError
+
 CONFIG = "config.json"
 HISTORY = "history.json"
 METRICS = "metrics.json"
@@ -35,7 +37,7 @@ EARLY_STOPPING_STATE = "early_stopping"
 DEFAULT_ROOT = Path("runs")
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """A run directory that cannot be used for what was asked."""
 
 
@@ -136,3 +138,13 @@ def finished_runs(root: Path) -> list[Path]:
         return []
     found = [p for p in root.iterdir() if p.is_dir() and is_finished(p)]
     return sorted(found, key=lambda p: (p / METRICS).stat().st_mtime, reverse=True)
+
+
+def find_run(root: Path, config: dict[str, typing.Any], data_sha256: str) -> Path | None:
+    """The newest finished run under `root` trained with this config on this data."""
+    wanted = json.loads(json.dumps(config))  # as saved: tuples become lists
+    for run_dir in finished_runs(root):
+        record = read_json(run_dir / CONFIG)
+        if record.get("config") == wanted and record.get("data_sha256") == data_sha256:
+            return run_dir
+    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import typing
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -43,25 +44,69 @@ def run_record(config: TrainConfig, data: Mnist) -> dict[str, typing.Any]:
     }
 
 
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+
+
+def fit(config: TrainConfig, data: Mnist, callbacks: list, verbose: int | str = 0) -> keras.Model:
+    """Seed, build, compile and fit on the training split; validate on the held-out tail.
+
+    The test images are not touched here: searches use this and must never see them.
+    """
+    keras.utils.set_random_seed(config.seed)
+    limit = config.limit or len(data.x_train)
+    x, y = prepare(data.x_train[:limit], data.y_train[:limit])
+    (x_train, y_train), validation = split_validation(x, y, config.validation_split)
+    model = build_model(config)
+    model.compile(
+        optimizer=OPTIMIZERS[config.optimizer](config.learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=config.steps_per_execution,
+    )
+    model.fit(
+        x_train,
+        y_train,
+        validation_data=validation,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    return model
+
+
+def fit_and_validate(
+    config: TrainConfig, data: Mnist, on_epoch_end: Callable[[int, dict], None] | None = None
+) -> list[dict[str, float]]:
+    """Train with early stopping and no artifacts; the per-epoch logs (for searches).
+
+    `on_epoch_end(epoch, logs)` sees every epoch and may raise to stop (e.g. to prune).
+    """
+    history = keras.callbacks.History()
+    callbacks = [
+        history,
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
+    ]
+    if on_epoch_end is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end))
+    fit(config, data, callbacks)
+    keys = list(history.history)
+    return [
+        dict(zip(keys, values, strict=True))
+        for values in zip(*history.history.values(), strict=True)
+    ]
+
+
 def train(
     config: TrainConfig, data: Mnist, run_dir: Path, verbose: int | str = "auto"
 ) -> dict[str, typing.Any]:
     """Train, checkpoint and evaluate one model; resume if `run_dir` holds an unfinished run."""
     run_dir = Path(run_dir)
     runs.start(run_dir, run_record(config, data))
-    keras.utils.set_random_seed(config.seed)
-
-    limit = config.limit or len(data.x_train)
-    x, y = prepare(data.x_train[:limit], data.y_train[:limit])
-    (x_train, y_train), validation = split_validation(x, y, config.validation_split)
-
-    model = build_model(config)
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-        steps_per_execution=config.steps_per_execution,
-    )
     history_path = run_dir / runs.HISTORY
     done = runs.read_json(history_path) if history_path.is_file() else []
     callbacks = [
@@ -86,15 +131,7 @@ def train(
             str(run_dir / runs.BACKUP), double_checkpoint=True, delete_checkpoint=False
         ),
     ]
-    model.fit(
-        x_train,
-        y_train,
-        validation_data=validation,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    model = fit(config, data, callbacks, verbose)
 
     # The model now holds the best-val_loss weights that EarlyStopping restored.
     with runs.atomic_path(run_dir / runs.FINAL_MODEL) as tmp:

@@ -1,0 +1,322 @@
+"""Hyperparameter search with Optuna over a preset's TrainConfig.
+
+A study lives in an Optuna storage (SQLite in the study folder by default, or any
+SQLAlchemy URL such as PostgreSQL, so that workers on several machines share it). Trials
+are judged on validation accuracy only; the test set is never seen while searching.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import statistics
+import time
+import typing
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import sqlalchemy.exc
+
+from mnistlab import plots
+from mnistlab.config import PRESETS, TrainConfig, TuneConfig
+from mnistlab.data import Mnist
+from mnistlab.errors import UserError
+from mnistlab.train import fit_and_validate
+
+STUDIES = "studies"
+STUDY_DB = "study.db"
+STUDY_JSON = "study.json"
+# A worker beats every HEARTBEAT seconds; a RUNNING trial silent for GRACE is failed.
+HEARTBEAT_SECONDS = 10
+GRACE_SECONDS = 30
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+BASE_ATTR = "base_config"
+FIGURE_INCHES = (10, 6)
+
+# The published Keras Tuner search space, extended (see the tuning issue).
+MAX_LAYERS = 4
+UNITS = (32, 512, 32)  # low, high, step
+DROPOUT = (0.1, 0.5, 0.1)
+L2_CHOICES = (0.0, 0.01, 0.1, 1.0)
+OPTIMIZER_CHOICES = ("adam", "sgd", "rmsprop")
+LEARNING_RATE = (1e-4, 3e-3)
+BATCH_CHOICES = (64, 128, 256)
+# The grid sampler cannot walk the whole space; it walks this small one instead.
+GRID = {
+    "n_layers": [1, 2, 3],
+    "units_0": [128, 256, 512],
+    "units_1": [128, 256],
+    "units_2": [128],
+    "dropout_0": [0.2, 0.3],
+    "dropout_1": [0.3],
+    "dropout_2": [0.3],
+    "l2_0": [0.0],
+    "l2_1": [0.0],
+    "l2_2": [0.0],
+    "optimizer": ["adam"],
+    "learning_rate": [1e-3],
+    "batch_size": [128],
+}
+
+
+class TuneError(UserError, RuntimeError):
+    """The study cannot be opened or answered as asked; the message says why."""
+
+
+def study_dir(root: Path, name: str) -> Path:
+    return Path(root) / STUDIES / name
+
+
+def storage_url(config: TuneConfig, root: Path) -> str:
+    return config.storage or f"sqlite:///{study_dir(root, config.study) / STUDY_DB}"
+
+
+def suggest_config(trial: optuna.Trial, base: TrainConfig) -> TrainConfig:
+    """The base config with every searched field drawn from the trial."""
+    n_layers = trial.suggest_int("n_layers", 1, MAX_LAYERS)
+    layers = range(n_layers)
+    units = tuple(trial.suggest_int(f"units_{i}", *UNITS[:2], step=UNITS[2]) for i in layers)
+    dropout = tuple(
+        round(trial.suggest_float(f"dropout_{i}", *DROPOUT[:2], step=DROPOUT[2]), 2) for i in layers
+    )
+    l2 = tuple(float(trial.suggest_categorical(f"l2_{i}", L2_CHOICES)) for i in layers)
+    return dataclasses.replace(
+        base,
+        preset=f"{base.preset}-tuned",
+        hidden_units=units,
+        dropout=dropout,
+        l2=l2,
+        optimizer=trial.suggest_categorical("optimizer", OPTIMIZER_CHOICES),
+        learning_rate=trial.suggest_float("learning_rate", *LEARNING_RATE, log=True),
+        batch_size=int(trial.suggest_categorical("batch_size", BATCH_CHOICES)),
+    )
+
+
+def config_from_params(params: dict[str, typing.Any], base: TrainConfig) -> TrainConfig:
+    """Rebuild a trial's TrainConfig from its stored parameters."""
+    return suggest_config(optuna.trial.FixedTrial(params), base)
+
+
+def base_config(config: TuneConfig) -> TrainConfig:
+    return dataclasses.replace(PRESETS[config.preset], epochs=config.epochs, limit=config.limit)
+
+
+def open_study(config: TuneConfig, root: Path) -> optuna.Study:
+    """Create the study, or load it to resume or to join other workers."""
+    url = storage_url(config, root)
+    if config.storage is None:
+        study_dir(root, config.study).mkdir(parents=True, exist_ok=True)
+    try:
+        storage = optuna.storages.RDBStorage(
+            url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
+        )
+        study = optuna.create_study(
+            study_name=config.study,
+            storage=storage,
+            sampler=_sampler(config),
+            pruner=_pruner(config),
+            direction="maximize",
+            load_if_exists=True,
+        )
+        # What the trials' parameters are relative to, for `train --from-study`.
+        study.set_user_attr(BASE_ATTR, dataclasses.asdict(base_config(config)))
+        return study
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as e:
+        raise TuneError(f"malformed storage URL {url!r}: {_first_line(e)}") from e
+    except sqlalchemy.exc.OperationalError as e:
+        raise TuneError(f"cannot reach the storage {url!r}: {_first_line(e)}") from e
+    except ImportError as e:
+        raise TuneError(f"the storage {url!r} needs a driver that is not installed: {e}") from e
+
+
+def load_study(name: str, storage: str | None, root: Path) -> optuna.Study:
+    """An existing study, for reading; a clear error if there is none."""
+    url = storage or f"sqlite:///{study_dir(root, name) / STUDY_DB}"
+    if storage is None and not (study_dir(root, name) / STUDY_DB).is_file():
+        raise TuneError(f"no study {name!r} in {study_dir(root, name)}")
+    try:
+        return optuna.load_study(study_name=name, storage=url)
+    except KeyError as e:
+        raise TuneError(f"no study {name!r} in {url}") from e
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as e:
+        raise TuneError(f"malformed storage URL {url!r}: {_first_line(e)}") from e
+    except sqlalchemy.exc.OperationalError as e:
+        raise TuneError(f"cannot reach the storage {url!r}: {_first_line(e)}") from e
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    try:
+        return study.best_trial
+    except ValueError as e:
+        raise TuneError(f"study {study.study_name!r} has no completed trial yet") from e
+
+
+def best_config(study: optuna.Study) -> TrainConfig:
+    """The TrainConfig of the study's best trial, on the base it searched around."""
+    base = TrainConfig.from_dict(study.user_attrs[BASE_ATTR])
+    return config_from_params(best_trial(study).params, base)
+
+
+def fail_dead_local_trials(study: optuna.Study) -> list[int]:
+    """Fail RUNNING trials of workers on this machine whose process is gone.
+
+    Heartbeats catch dead workers anywhere, but only after the grace period; a worker
+    restarted on the same machine knows at once which trials lost their process.
+    """
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        owner = trial.user_attrs
+        if owner.get("host") == socket.gethostname() and not _alive(owner.get("pid", -1)):
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            failed.append(trial.number)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    return failed
+
+
+def finished_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def objective(config: TuneConfig, data: Mnist) -> Callable[[optuna.Trial], float]:
+    """Mean over `repeats` trainings of the best validation accuracy; pruned on the way."""
+    base = base_config(config)
+
+    def run_trial(trial: optuna.Trial) -> float:
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        start = time.perf_counter()
+        train_config = suggest_config(trial, base)
+        scores = []
+        for repeat in range(config.repeats):
+            offset = repeat * config.epochs
+
+            def report(epoch: int, logs: dict, offset: int = offset) -> None:
+                trial.report(float(logs["val_accuracy"]), offset + epoch)
+                if trial.should_prune():
+                    trial.set_user_attr("seconds", time.perf_counter() - start)
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
+
+            seed = (config.seed or 0) + repeat
+            history = fit_and_validate(dataclasses.replace(train_config, seed=seed), data, report)
+            scores.append(max(row["val_accuracy"] for row in history))
+        trial.set_user_attr("seconds", time.perf_counter() - start)
+        return statistics.mean(scores)
+
+    return run_trial
+
+
+def run_study(
+    config: TuneConfig,
+    data: Mnist,
+    root: Path,
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    progress: bool = True,
+) -> optuna.Study:
+    """Run trials until the study holds `config.trials` finished ones (or the timeout)."""
+    study = open_study(config, root)
+    fail_dead_local_trials(study)
+    remaining = config.trials - finished_count(study)
+    if remaining <= 0:
+        return study
+    callbacks = [
+        optuna.study.MaxTrialsCallback(config.trials, states=FINISHED),
+        *([on_trial] if on_trial else []),
+    ]
+    study.optimize(
+        objective(config, data),
+        n_trials=remaining,
+        timeout=config.timeout,
+        callbacks=callbacks,
+        show_progress_bar=progress,
+    )
+    return study
+
+
+def study_record(study: optuna.Study, config: TuneConfig) -> dict[str, typing.Any]:
+    """Everything about the study for study.json: its settings and every trial."""
+    return {
+        "config": config.to_dict(),
+        "direction": "maximize val_accuracy",
+        "trials": [
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "params": t.params,
+                "seconds": t.user_attrs.get("seconds"),
+                "last_epoch": t.last_step,
+            }
+            for t in study.get_trials(deepcopy=False)
+        ],
+    }
+
+
+def study_figures(study: optuna.Study) -> dict[str, bytes]:
+    """Optuna's matplotlib plots that the study has enough trials for, as PNG bytes."""
+    import matplotlib.pyplot as plt  # Optuna's plots draw with pyplot.
+    from optuna.visualization import matplotlib as ov
+
+    plots_to_draw = {
+        "optimization_history": ov.plot_optimization_history,
+        "param_importances": ov.plot_param_importances,
+        "parallel_coordinate": ov.plot_parallel_coordinate,
+    }
+    figures = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks these plots experimental.
+        for name, plot in plots_to_draw.items():
+            try:
+                axes = plot(study)
+            except (ValueError, RuntimeError):  # e.g. importances need 2+ completed trials
+                continue
+            figure = axes.figure
+            figure.set_size_inches(*FIGURE_INCHES)
+            figure.tight_layout()
+            figures[name] = plots.to_png(figure)
+            plt.close(figure)
+    return figures
+
+
+def _sampler(config: TuneConfig) -> optuna.samplers.BaseSampler:
+    seed = config.seed
+    if config.sampler == "tpe":
+        # constant_liar: parallel workers treat each other's running trials as poor, so
+        # they do not all try the same promising point.
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    if config.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if config.sampler == "grid":
+        return optuna.samplers.GridSampler(GRID, seed=seed)
+    try:
+        import torch  # noqa: F401  (Optuna's GP sampler runs on PyTorch)
+    except ImportError as e:
+        raise TuneError("the gp sampler needs PyTorch: pip install torch") from e
+    return optuna.samplers.GPSampler(seed=seed)
+
+
+def _pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
+    if config.pruner == "median":
+        # Judge nobody before 5 trials and 2 epochs of evidence.
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    if config.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.epochs)
+    return optuna.pruners.NopPruner()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0]
