@@ -35,6 +35,7 @@ GRACE_SECONDS = 30
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 BASE_ATTR = "base_config"
 FIGURE_INCHES = (10, 6)
+OPEN_ATTEMPTS = 3
 
 # The published Keras Tuner search space, extended (see the tuning issue).
 MAX_LAYERS = 4
@@ -109,10 +110,23 @@ def open_study(config: TuneConfig, root: Path) -> optuna.Study:
     url = storage_url(config, root)
     if config.storage is None:
         study_dir(root, config.study).mkdir(parents=True, exist_ok=True)
+    for attempt in range(OPEN_ATTEMPTS - 1):
+        try:
+            return _open_study(config, url)
+        except sqlalchemy.exc.IntegrityError:
+            # Workers started together race to create Optuna's tables in an empty
+            # database; the loser finds them made on its next try.
+            time.sleep(1 + attempt)
+    return _open_study(config, url)
+
+
+def _open_study(config: TuneConfig, url: str) -> optuna.Study:
     try:
-        storage = optuna.storages.RDBStorage(
-            url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
+            )
         study = optuna.create_study(
             study_name=config.study,
             storage=storage,

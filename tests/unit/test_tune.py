@@ -1,0 +1,128 @@
+"""The search space, the objective's pruning, and dead-worker detection, without training."""
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+
+import optuna
+import pytest
+
+from mnistlab import tune
+from mnistlab.config import PRESETS, ConfigError, TuneConfig
+
+BASE = PRESETS["deep-mlp"]
+
+
+def test_search_space_stays_in_its_bounds():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    layer_counts, optimizers = set(), set()
+    for _ in range(200):
+        config = tune.suggest_config(study.ask(), BASE)
+        n = len(config.hidden_units)
+        layer_counts.add(n)
+        optimizers.add(config.optimizer)
+        assert 1 <= n <= 4
+        assert all(32 <= u <= 512 and u % 32 == 0 for u in config.hidden_units)
+        assert all(d in (0.1, 0.2, 0.3, 0.4, 0.5) for d in config.dropout)
+        assert all(v in (0.0, 0.01, 0.1, 1.0) for v in config.l2)
+        assert len(config.dropout) == len(config.l2) == n
+        assert 1e-4 <= config.learning_rate <= 3e-3
+        assert config.batch_size in (64, 128, 256)
+        assert config.preset == "deep-mlp-tuned"
+    assert layer_counts == {1, 2, 3, 4}
+    assert optimizers == {"adam", "sgd", "rmsprop"}
+
+
+def test_a_trials_params_rebuild_its_config():
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1)).ask()
+    suggested = tune.suggest_config(trial, BASE)
+    assert tune.config_from_params(trial.params, BASE) == suggested
+
+
+def scripted_fit(curves):
+    """A stand-in for fit_and_validate that replays scripted val_accuracy per epoch."""
+    calls = []
+
+    def fake(config, data, on_epoch_end):
+        curve = curves[len(calls)]
+        calls.append(config.seed)
+        history = []
+        for epoch, value in enumerate(curve):
+            history.append({"val_accuracy": value})
+            on_epoch_end(epoch, {"val_accuracy": value})
+        return history
+
+    return fake, calls
+
+
+def study_with_good_trials(config):
+    study = optuna.create_study(direction="maximize", pruner=tune._pruner(config))
+    for _ in range(5):  # the median pruner's startup trials
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=0.9, intermediate_values={e: 0.9 for e in range(config.epochs)}
+            )
+        )
+    return study
+
+
+def test_a_poor_trial_is_pruned_at_the_first_epoch_after_warm_up(monkeypatch):
+    config = TuneConfig(epochs=6)
+    fake, _ = scripted_fit([[0.1] * 6])
+    monkeypatch.setattr(tune, "fit_and_validate", fake)
+    study = study_with_good_trials(config)
+    study.optimize(tune.objective(config, data=None), n_trials=1)
+    trial = study.trials[-1]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    # Warm-up is 2 steps: epochs 1 and 2 are only reported, epoch 3 (step 2) prunes.
+    assert sorted(trial.intermediate_values) == [0, 1, 2]
+
+
+def test_a_good_trial_runs_every_repeat_and_scores_their_mean(monkeypatch):
+    config = TuneConfig(epochs=3, repeats=2, seed=10)
+    fake, calls = scripted_fit([[0.91, 0.95, 0.93], [0.92, 0.97, 0.96]])
+    monkeypatch.setattr(tune, "fit_and_validate", fake)
+    study = study_with_good_trials(config)
+    study.optimize(tune.objective(config, data=None), n_trials=1)
+    trial = study.trials[-1]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.value == pytest.approx((0.95 + 0.97) / 2)  # mean of each repeat's best
+    assert calls == [10, 11]  # one seed per repeat
+    assert sorted(trial.intermediate_values) == [0, 1, 2, 3, 4, 5]  # repeats don't overlap
+    assert trial.user_attrs["pid"] == os.getpid()
+
+
+def test_running_trials_of_dead_local_workers_are_failed(tmp_path):
+    config = TuneConfig(study="dead", storage=f"sqlite:///{tmp_path / 's.db'}")
+    study = tune.open_study(config, tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    orphan, alive, remote = study.ask(), study.ask(), study.ask()
+    for trial, host, pid in [(orphan, socket.gethostname(), int(dead)),
+                             (alive, socket.gethostname(), os.getpid()),
+                             (remote, "another-machine", int(dead))]:  # fmt: skip
+        trial.set_user_attr("host", host)
+        trial.set_user_attr("pid", pid)
+    assert tune.fail_dead_local_trials(study) == [orphan.number]
+    states = {t.number: t.state.name for t in study.get_trials()}
+    # The other machine's trial is left to its heartbeat.
+    assert states == {orphan.number: "FAIL", alive.number: "RUNNING", remote.number: "RUNNING"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"sampler": "bayes"}, "unknown sampler 'bayes'; choose from: tpe, random, gp, grid"),
+     ({"pruner": "asha"}, "unknown pruner 'asha'; choose from: median, hyperband, none"),
+     ({"trials": 0}, "trials must be > 0"), ({"study": " "}, "the study needs a name")],
+)  # fmt: skip
+def test_bad_tune_settings(change, message):
+    with pytest.raises(ConfigError, match=message):
+        dataclasses.replace(TuneConfig(), **change)
+
+
+def test_best_of_an_empty_study_is_a_clear_error(tmp_path):
+    study = tune.open_study(TuneConfig(study="empty"), tmp_path)
+    with pytest.raises(tune.TuneError, match="study 'empty' has no completed trial yet"):
+        tune.best_config(study)
