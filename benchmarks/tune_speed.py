@@ -54,7 +54,8 @@ def main() -> None:
             per_ten = finished * TEN_MINUTES / args.budget
             results[pruner] = (per_ten, best)
             print(f"pruner={pruner}: {finished} trials ({pruned} pruned) in {args.budget:.0f} s "
-                  f"= {per_ten:.1f} per 10 min, best val_accuracy {best:.4f}", flush=True)  # fmt: skip
+                  f"= {per_ten:.1f} per 10 min, best val_accuracy {best:.4f}",
+                  flush=True)  # fmt: skip
     (none_rate, none_best), (median_rate, median_best) = results["none"], results["median"]
     print(f"median/none: {median_rate / none_rate:.2f}x trials, "
           f"best val_accuracy {median_best - none_best:+.4f}")  # fmt: skip
