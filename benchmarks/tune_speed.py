@@ -8,19 +8,19 @@ Usage: python benchmarks/tune_speed.py [--budget 600] [--limit N] [--epochs 20] 
 """
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
 
 import optuna
 
-from mnistlab import tune
-
 TEN_MINUTES = 600
 
 
 def search(pruner: str, args: argparse.Namespace, folder: str) -> tuple[int, int, float]:
     """(finished trials, pruned trials, best value) of one budgeted search."""
+    from mnistlab import tune  # imports Keras: after the backend is chosen
     command = [sys.executable, "-m", "mnistlab", "tune", "--no-retrain", "--quiet",
                "--pruner", pruner, "--study", pruner, "--seed", str(args.seed),
                "--trials", "100000", "--timeout", str(args.budget),
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=None)
     args = parser.parse_args()
+    os.environ.setdefault("KERAS_BACKEND", "jax")
 
     results = {}
     with tempfile.TemporaryDirectory() as folder:
