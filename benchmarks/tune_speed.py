@@ -21,6 +21,7 @@ TEN_MINUTES = 600
 def search(pruner: str, args: argparse.Namespace, folder: str) -> tuple[int, int, float]:
     """(finished trials, pruned trials, best value) of one budgeted search."""
     from mnistlab import tune  # imports Keras: after the backend is chosen
+
     command = [sys.executable, "-m", "mnistlab", "tune", "--no-retrain", "--quiet",
                "--pruner", pruner, "--study", pruner, "--seed", str(args.seed),
                "--trials", "100000", "--timeout", str(args.budget),
