@@ -1,8 +1,10 @@
 """Shared fixtures. Tests run on the real MNIST beside the project when it is there."""
 
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -71,3 +73,28 @@ def tiny_runs(tmp_path_factory):
         assert result.returncode == 0, result.stderr
         made.append(run_dir)
     return made
+
+
+@pytest.fixture
+def png_claiming():
+    """A tiny PNG whose header claims any size: a decompression bomb's calling card."""
+
+    def make(width: int, height: int) -> bytes:
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return (
+                struct.pack(">I", len(data))
+                + kind
+                + data
+                + struct.pack(">I", zlib.crc32(kind + data))
+            )
+
+        header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+        body = zlib.compress(b"\0" * 10)
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", header)
+            + chunk(b"IDAT", body)
+            + chunk(b"IEND", b"")
+        )
+
+    return make

@@ -6,6 +6,7 @@ Keras is imported only inside the commands that need it, so `mnistlab --help` is
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import typing
@@ -18,6 +19,8 @@ from mnistlab.config import (
     PRESETS,
     PRUNERS,
     SAMPLERS,
+    ConfigError,
+    ServeConfig,
     TrainConfig,
     TuneConfig,
     override,
@@ -64,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_tune(commands)
     _add_evaluate(commands)
+    _add_predict(commands)
+    _add_serve(commands)
     _add_compare(commands)
     _add_runs(commands)
     _add_show_data(commands)
@@ -332,6 +337,112 @@ def _evaluate(args: argparse.Namespace) -> int:
     evaluation, out = evaluate_run(args.run, digits, args.model)
     print(format_report(evaluation["metrics"]))
     print(f"report: {out / runs.REPORT}")
+    return 0
+
+
+def _add_predict(commands) -> None:
+    p = _command(
+        commands,
+        "predict",
+        "read digits in image files (photos, scans, drawings)",
+        _predict,
+        description=(
+            "Predict the digit in each image (PNG, JPEG, BMP, GIF, TIFF; any size and mode; "
+            "dark ink on light paper or light on dark). Each image is preprocessed as MNIST "
+            "was made: inverted to white on black, background removed, cropped, fitted into "
+            "20x20 and centred by centre of mass in 28x28. A folder means every image in it."
+        ),
+    )
+    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files or folders")
+    p.add_argument("--top-k", type=int, default=3, help="how many of the likeliest digits to show")
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        help="below this probability, answer 'unsure' instead of a digit",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line and file")
+    p.add_argument("--model", default="final", choices=["final", "best"], help="which model")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.min_confidence <= 1.0:
+        raise ConfigError(f"--min-confidence must be in [0, 1], got {args.min_confidence}")
+    if not 1 <= args.top_k <= NUM_CLASSES:
+        raise ConfigError(f"--top-k must be in 1..{NUM_CLASSES}, got {args.top_k}")
+    runs.require_finished(args.run)
+    from mnistlab.images import image_files
+    from mnistlab.predict import Predictor
+
+    files = image_files(args.images)
+    if not files:
+        raise ConfigError("no image files found in the folders given")
+    predictor = Predictor.from_run(args.run, args.model)
+    failed = 0
+    for path, answer in predictor.predict_files(files, args.min_confidence):
+        if isinstance(answer, UserError):
+            failed += 1
+            if args.json:
+                print(json.dumps({"file": str(path), "error": str(answer)}))
+            else:
+                print(f"{path}: error: {answer}")
+            continue
+        top = answer.top(args.top_k)
+        if args.json:
+            ranked = [{"digit": d, "probability": round(q, 6)} for d, q in top]
+            record = {"file": str(path), "digit": answer.digit, "top": ranked}
+            print(json.dumps({**record, "probability": round(answer.probability, 6)}))
+        else:
+            said = "unsure" if answer.digit is None else str(answer.digit)
+            others = " ".join(f"{d}:{q:.3f}" for d, q in top)
+            print(f"{path}: {said} (p={answer.probability:.3f}) top: {others}")
+    # Files that could not be read are errors; 'unsure' is an answer.
+    return 1 if failed else 0
+
+
+def _add_serve(commands) -> None:
+    defaults = ServeConfig(run="")
+    p = _command(
+        commands,
+        "serve",
+        "serve the drawing page and the JSON API (FastAPI + uvicorn)",
+        _serve,
+        description=(
+            "Serve a run's model: GET / is a page to draw a digit on; POST /predict and "
+            "POST /v1/models/mnist:predict (TensorFlow Serving's REST format) answer JSON; "
+            "GET /health, GET /metadata and the OpenAPI docs at /docs."
+        ),
+    )
+    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument("--host", default=defaults.host, help="address to bind (loopback by default)")
+    p.add_argument("--port", type=int, default=defaults.port, help="TCP port")
+    p.add_argument("--workers", type=int, default=defaults.workers, help="server processes")
+    p.add_argument("--model", default="final", choices=["final", "best"], help="which model")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    runs.require_finished(args.run)
+    config = ServeConfig(
+        run=str(args.run.resolve()),
+        model=args.model,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+    )
+    import uvicorn
+
+    from mnistlab.server import CONFIG_ENV
+
+    os.environ[CONFIG_ENV] = config.to_json()  # read by each worker's app factory
+    uvicorn.run(
+        "mnistlab.server:create_app_from_env",
+        factory=True,
+        host=config.host,
+        port=config.port,
+        workers=config.workers,
+        log_level="warning",
+    )
     return 0
 
 

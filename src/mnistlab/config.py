@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass
@@ -189,6 +190,37 @@ class TuneConfig:
 
     def to_dict(self) -> dict[str, typing.Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What `mnistlab serve` serves and how."""
+
+    run: str
+    model: str = "final"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    # Larger bodies get 413 before they are read: a phone photo fits, a flood does not.
+    max_body_bytes: int = 8_000_000
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if self.model not in ("final", "best"):
+            raise ConfigError(f"unknown model {self.model!r}; choose from: final, best")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port must be in 1..65535, got {self.port}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.max_body_bytes < 1:
+            raise ConfigError("max_body_bytes must be positive")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeConfig:
+        return cls(**json.loads(text))
 
 
 PRESETS: dict[str, TrainConfig] = {

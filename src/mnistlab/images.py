@@ -1,0 +1,132 @@
+"""Any user image -> an MNIST-style 28x28 digit, preprocessed the way MNIST was made.
+
+MNIST digits are white ink on black, size-normalised to fit a 20x20 box (aspect kept,
+anti-aliased) and placed in 28x28 so that their centre of mass is at the centre. Phone
+photos, scans and drawings are not; this module makes them so. Pillow and SciPy only.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from mnistlab.errors import UserError
+
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF")
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+# Decompression bombs: refuse images with more pixels than a 40-megapixel photo.
+MAX_PIXELS = 40_000_000
+SIDE, BOX = 28, 20
+# Ink below this fraction of the strongest ink is background (paper grain, shadows).
+INK_THRESHOLD = 0.2
+
+
+class ImageError(UserError):
+    """This image cannot be read as a digit; the message says why."""
+
+
+def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
+    """Decode an image file into grayscale floats (H, W) in [0, 255], paper-white background.
+
+    Handles PNG, JPEG, BMP, GIF and TIFF in any mode: palette, 16-bit, and transparency
+    (composited on white, so a transparent background reads as paper).
+    """
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
+            if image.width * image.height > MAX_PIXELS:
+                raise ImageError(
+                    f"image of {image.width}x{image.height} pixels is over the "
+                    f"{MAX_PIXELS:,}-pixel limit"
+                )
+            image.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"image over the {MAX_PIXELS:,}-pixel limit") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image in a supported format (PNG, JPEG, BMP, GIF, TIFF)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ImageError(f"damaged or truncated image ({e})") from None
+    image = ImageOps.exif_transpose(image)  # phone photos carry their rotation in EXIF
+    return _to_gray(image)
+
+
+def to_mnist(gray: np.ndarray) -> np.ndarray:
+    """Grayscale (H, W) in [0, 255] -> (28, 28) float32 in [0, 1], white digit on black."""
+    ink = _ink(gray)
+    rows, cols = np.nonzero(ink)
+    if rows.size == 0:
+        raise ImageError("no digit found (the image is blank)")
+    ink = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    # Fit the longer side to 20 px, keeping the aspect ratio; anti-aliased downsampling.
+    scale = BOX / max(ink.shape)
+    height, width = (max(1, round(n * scale)) for n in ink.shape)
+    patch = np.asarray(
+        Image.fromarray(ink.astype(np.float32), mode="F").resize(
+            (width, height), Image.Resampling.LANCZOS
+        )
+    ).clip(0, None)
+    canvas = np.zeros((SIDE, SIDE), np.float32)
+    top, left = (SIDE - height) // 2, (SIDE - width) // 2
+    canvas[top : top + height, left : left + width] = patch
+    # Move the centre of mass to the centre, by whole pixels as MNIST did.
+    centre_row, centre_col = ndimage.center_of_mass(canvas)
+    shift = (round(SIDE / 2 - 0.5 - centre_row), round(SIDE / 2 - 0.5 - centre_col))
+    canvas = ndimage.shift(canvas, shift, order=0, mode="constant", cval=0.0)
+    return (canvas / canvas.max()).astype(np.float32)
+
+
+def load_digit(source: bytes | str | os.PathLike) -> np.ndarray:
+    """An image file (path or bytes) -> (28, 28) float32 MNIST-style digit."""
+    return to_mnist(read_image(source))
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    """The files named, with each folder replaced by the images in it (sorted)."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES)
+        else:
+            found.append(path)
+    return found
+
+
+def _to_gray(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+        return (pixels / top * 255.0).clip(0, 255)
+    if image.mode == "F":
+        return np.asarray(image, dtype=np.float64).clip(0, 255)
+    if image.mode in ("P", "PA", "LA", "RGBA", "La", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, rgba)
+    return np.asarray(image.convert("L"), dtype=np.float64)
+
+
+def _ink(gray: np.ndarray) -> np.ndarray:
+    """How much ink each pixel holds, 0 for background, whatever the paper and lighting."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    # Paper is what the border mostly shows: light paper means dark ink, so invert.
+    ink = 255.0 - gray if np.median(border) > 127 else gray.copy()
+    # Uneven lighting: estimate the background with a grey opening wider than any stroke
+    # (it erases the strokes, keeps the slow shading) and subtract it.
+    size = max(3, min(ink.shape) // 4)
+    if min(ink.shape) > SIDE:
+        ink -= ndimage.grey_opening(ink, size=(size, size))
+    ink = ink.clip(0, None)
+    peak = ink.max()
+    if peak < 1.0:
+        return np.zeros_like(ink)
+    return np.where(ink >= INK_THRESHOLD * peak, ink, 0.0)

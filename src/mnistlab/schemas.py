@@ -1,0 +1,58 @@
+"""Request and response bodies of the HTTP API (pydantic), with their limits."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# A pixel of an already MNIST-style digit: finite, in [0, 1].
+Pixel = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Row = Annotated[list[Pixel], Field(min_length=28, max_length=28)]
+Digit = Annotated[list[Row], Field(min_length=28, max_length=28)]
+Flat = Annotated[list[Pixel], Field(min_length=784, max_length=784)]
+MAX_BATCH = 256
+
+
+class PredictJSON(BaseModel):
+    """Exactly one of: 28x28 pixels already MNIST-style, or a base64 image file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pixels: Digit | None = Field(None, description="28 rows of 28 numbers in [0, 1], white ink")
+    image: str | None = Field(
+        None, description="a PNG/JPEG/... file, base64 (a data: URL prefix is allowed)"
+    )
+
+    @model_validator(mode="after")
+    def exactly_one(self) -> PredictJSON:
+        if (self.pixels is None) == (self.image is None):
+            raise ValueError("give exactly one of 'pixels' or 'image'")
+        return self
+
+
+class PredictResponse(BaseModel):
+    digit: int = Field(description="the most probable digit")
+    probability: float
+    probabilities: list[float] = Field(description="ten probabilities, digits 0..9")
+    preprocessed: list[list[float]] = Field(description="the 28x28 input the model saw")
+
+
+class TFServingRequest(BaseModel):
+    """TensorFlow Serving's REST predict body: instances are 28x28 or 784 numbers in [0, 1]."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instances: Annotated[list[Digit | Flat], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class TFServingResponse(BaseModel):
+    predictions: list[list[float]]
+
+
+class Metadata(BaseModel):
+    run: str
+    preset: str
+    model_file: str
+    test_accuracy: float
+    input_shape: list[int]

@@ -1,0 +1,71 @@
+"""`mnistlab serve` for real, and a digit drawn with the mouse in headless Chromium."""
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+# Test images: index 0 is a 7, index 2 a 1.
+DRAWN = [(0, 7), (2, 1)]
+SCALE = 10  # canvas pixels per MNIST pixel (280 / 28)
+
+
+@pytest.fixture(scope="module")
+def server(default_run):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mnistlab", "serve", str(default_run[0]), "--port", str(port)]
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=1)
+            break
+        except OSError:
+            assert process.poll() is None, "the server exited"
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.3)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def strokes(image: np.ndarray) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """The digit as horizontal mouse strokes: one per run of ink along each row."""
+    lines = []
+    for row, pixels in enumerate(image > 128):
+        cols = np.flatnonzero(pixels)
+        for run in np.split(cols, np.flatnonzero(np.diff(cols) > 1) + 1):
+            if run.size:
+                y = (row + 0.5) * SCALE
+                lines.append((((run[0] + 0.5) * SCALE, y), ((run[-1] + 0.5) * SCALE, y)))
+    return lines
+
+
+@pytest.mark.parametrize(("index", "label"), DRAWN, ids=["seven", "one"])
+def test_a_digit_drawn_on_the_page_is_read(browser, server, mnist, index, label):
+    assert mnist.y_test[index] == label
+    page = browser.new_page(viewport={"width": 900, "height": 700})
+    page.goto(server)
+    pad = page.locator("#pad").bounding_box()
+    for (x0, y0), (x1, y1) in strokes(mnist.x_test[index]):
+        page.mouse.move(pad["x"] + x0, pad["y"] + y0)
+        page.mouse.down()
+        page.mouse.move(pad["x"] + x1 + 1, pad["y"] + y1, steps=2)
+        page.mouse.up()
+    page.click("#predict")
+    page.wait_for_function("document.querySelectorAll('#bars .bar').length === 10", timeout=10_000)
+    page.wait_for_load_state("networkidle")
+    assert page.inner_text("#answer") == str(label)
+    bars = page.locator("#bars .bar").count()
+    assert bars == 10
+    page.click("#clear")
+    assert page.inner_text("#answer") == ""
+    page.close()

@@ -1,0 +1,87 @@
+"""Real test digits turned into the kind of images users send; each must still be read."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistlab.images import load_digit
+from mnistlab.predict import Predictor
+
+N = 100
+BAR = 97  # of 100 per transformation, the same digit as for the original test image
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def inverted(x):  # dark ink on white paper
+    return encode(Image.fromarray(255 - x))
+
+
+def large_off_centre(x):  # 200x200, digit scaled up and pushed to a corner
+    canvas = Image.new("L", (200, 200), 0)
+    canvas.paste(Image.fromarray(x).resize((110, 110), Image.Resampling.BILINEAR), (15, 70))
+    return encode(canvas)
+
+
+def rgba_transparent(x):  # black ink whose alpha is the stroke, transparent elsewhere
+    black = Image.new("L", (28, 28), 0)
+    return encode(Image.merge("RGBA", [black, black, black, Image.fromarray(x)]))
+
+
+def jpeg(x):  # a lossy photo format, at a size a phone would not go below
+    return encode(Image.fromarray(255 - x).resize((112, 112)).convert("RGB"), "JPEG", quality=60)
+
+
+def gradient_paper(x):  # dark ink on paper lit unevenly: 255 on the right, 170 on the left
+    big = np.asarray(Image.fromarray(x).resize((112, 112), Image.Resampling.BILINEAR), float)
+    paper = np.linspace(170, 255, 112)[None, :].repeat(112, axis=0)
+    photo = paper * (1 - big / 255.0)
+    return encode(Image.fromarray(photo.clip(0, 255).astype(np.uint8)))
+
+
+TRANSFORMS = [inverted, large_off_centre, rgba_transparent, jpeg, gradient_paper]
+
+
+@pytest.fixture(scope="module")
+def predictor(default_run):
+    return Predictor.from_run(default_run[0])
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS, ids=lambda t: t.__name__)
+def test_transformed_digits_are_read_like_the_originals(predictor, mnist, transform):
+    x = mnist.x_test[:N]
+    original = predictor.predict_proba(x).argmax(1)
+    seen = np.array([load_digit(transform(image)) for image in x])
+    read = predictor.predict_proba(seen).argmax(1)
+    assert int((read == original).sum()) >= BAR
+
+
+def test_predict_cli_on_files_and_folders(cli, default_run, mnist, tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"digit-{i}.png").write_bytes(inverted(mnist.x_test[i]))
+    (folder / "empty.png").write_bytes(encode(Image.new("L", (60, 60), 255)))
+    result = cli("predict", default_run[0], folder, "--json")
+    assert result.returncode == 1  # one file held no digit
+    lines = [__import__("json").loads(line) for line in result.stdout.splitlines()]
+    by_name = {line["file"].rsplit("/", 1)[1]: line for line in lines}
+    assert by_name["empty.png"]["error"] == "no digit found (the image is blank)"
+    for i in range(3):
+        answer = by_name[f"digit-{i}.png"]
+        assert answer["digit"] == mnist.y_test[i]
+        assert len(answer["top"]) == 3 and answer["top"][0]["digit"] == answer["digit"]
+
+    text = cli("predict", default_run[0], folder / "digit-0.png", "--top-k", 2)
+    assert text.returncode == 0
+    assert text.stdout.startswith(f"{folder / 'digit-0.png'}: {mnist.y_test[0]} (p=")
+    unsure = cli("predict", default_run[0], folder / "digit-0.png", "--min-confidence", 1.0)
+    assert unsure.returncode == 0 and ": unsure (p=" in unsure.stdout
+    bad = cli("predict", default_run[0], folder, "--min-confidence", 2)
+    assert bad.returncode == 2 and "--min-confidence must be in [0, 1]" in bad.stderr

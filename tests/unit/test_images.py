@@ -1,0 +1,104 @@
+"""Preprocessing on synthetic drawings: formats, modes, polarity, framing, bad files."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from mnistlab.images import MAX_PIXELS, ImageError, image_files, load_digit, read_image, to_mnist
+
+
+def drawing(size=(120, 90), ink=0, paper=255) -> np.ndarray:
+    """A thick 'L' of dark ink on light paper, off-centre."""
+    image = np.full(size[::-1], paper, np.uint8)
+    image[10:70, 20:32] = ink  # the stem
+    image[58:70, 20:60] = ink  # the foot
+    return image
+
+
+def encode(image: Image.Image, fmt="PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+REFERENCE = to_mnist(drawing().astype(float))
+
+
+# Noise does not compress, so half of this file really is half an image.
+NOISE_PNG = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)))
+
+
+def transparent(a: np.ndarray) -> Image.Image:
+    """Black RGB everywhere; the drawing lives in the alpha channel."""
+    black = Image.fromarray(np.zeros_like(a))
+    return Image.merge("RGBA", [black, black, black, Image.fromarray(255 - a)])
+
+
+def test_output_is_mnist_style():
+    digit = REFERENCE
+    assert digit.shape == (28, 28) and digit.dtype == np.float32
+    assert digit.max() == 1.0 and digit.min() == 0.0
+    rows, cols = np.nonzero(digit > 0.05)
+    # The longer side fits 20 px (anti-aliasing may add a faint pixel each side).
+    assert max(np.ptp(rows), np.ptp(cols)) + 1 in (20, 21, 22)
+    centre = ndimage.center_of_mass(digit)
+    assert abs(centre[0] - 13.5) <= 0.5 and abs(centre[1] - 13.5) <= 0.5
+    assert digit[0].sum() == digit[-1].sum() == 0  # white ink on a black border
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda a: encode(Image.fromarray(a)),  # L
+        lambda a: encode(Image.fromarray(a).convert("RGB"), "JPEG", quality=90),
+        lambda a: encode(Image.fromarray(a).convert("RGB"), "BMP"),
+        lambda a: encode(Image.fromarray(a).convert("P"), "GIF"),
+        lambda a: encode(Image.fromarray(a), "TIFF"),
+        lambda a: encode(Image.fromarray(a.astype(np.uint16) * 257)),  # 16-bit, mode I;16
+        lambda a: encode(Image.fromarray(255 - a)),  # light ink on dark
+        # black ink, transparent everywhere else: the background must read as paper
+        lambda a: encode(transparent(a)),
+    ],
+    ids=["L", "jpeg", "bmp", "gif-palette", "tiff", "16-bit", "inverted", "rgba-transparent"],
+)
+def test_every_format_and_mode_gives_the_same_digit(make):
+    digit = load_digit(make(drawing()))
+    assert np.abs(digit - REFERENCE).mean() < 0.03
+
+
+def test_uneven_lighting_is_removed():
+    shaded = drawing().astype(float)
+    shaded = shaded * np.linspace(0.55, 1.0, shaded.shape[1])[None, :]  # a shadow on the left
+    digit = to_mnist(shaded)
+    assert np.abs(digit - REFERENCE).mean() < 0.05
+
+
+def test_blank_image_is_an_error_not_a_guess():
+    with pytest.raises(ImageError, match="no digit found"):
+        load_digit(encode(Image.new("L", (50, 50), 255)))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [(b"plain text, not an image", "not an image"),
+     (NOISE_PNG[: len(NOISE_PNG) // 2], "damaged or truncated")],
+    ids=["text", "truncated-png"],
+)  # fmt: skip
+def test_unreadable_files(data, message):
+    with pytest.raises(ImageError, match=message):
+        read_image(data)
+
+
+def test_decompression_bomb_is_refused_before_decoding(png_claiming):
+    with pytest.raises(ImageError, match=f"over the {MAX_PIXELS:,}-pixel limit"):
+        read_image(png_claiming(20_000, 20_000))
+
+
+def test_folders_expand_to_their_images(tmp_path):
+    for name in ("b.png", "a.JPG", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    single = tmp_path / "x.gif"
+    assert image_files([tmp_path, single]) == [tmp_path / "a.JPG", tmp_path / "b.png", single]
