@@ -1,6 +1,7 @@
 """Real test digits turned into the kind of images users send; each must still be read."""
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -70,7 +71,7 @@ def test_predict_cli_on_files_and_folders(cli, default_run, mnist, tmp_path):
     (folder / "empty.png").write_bytes(encode(Image.new("L", (60, 60), 255)))
     result = cli("predict", default_run[0], folder, "--json")
     assert result.returncode == 1  # one file held no digit
-    lines = [__import__("json").loads(line) for line in result.stdout.splitlines()]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
     by_name = {line["file"].rsplit("/", 1)[1]: line for line in lines}
     assert by_name["empty.png"]["error"] == "no digit found (the image is blank)"
     for i in range(3):
@@ -81,7 +82,14 @@ def test_predict_cli_on_files_and_folders(cli, default_run, mnist, tmp_path):
     text = cli("predict", default_run[0], folder / "digit-0.png", "--top-k", 2)
     assert text.returncode == 0
     assert text.stdout.startswith(f"{folder / 'digit-0.png'}: {mnist.y_test[0]} (p=")
-    unsure = cli("predict", default_run[0], folder / "digit-0.png", "--min-confidence", 1.0)
+    # A 7 and a 1 drawn over each other: the model cannot be sure.
+    blend = tmp_path / "seven-and-one.png"
+    blend.write_bytes(inverted(np.maximum(mnist.x_test[0], mnist.x_test[2])))
+    (answer,) = map(
+        json.loads, cli("predict", default_run[0], blend, "--json").stdout.split("\n")[:1]
+    )
+    assert answer["probability"] < 0.999
+    unsure = cli("predict", default_run[0], blend, "--min-confidence", 0.999)
     assert unsure.returncode == 0 and ": unsure (p=" in unsure.stdout
     bad = cli("predict", default_run[0], folder, "--min-confidence", 2)
     assert bad.returncode == 2 and "--min-confidence must be in [0, 1]" in bad.stderr
