@@ -17,8 +17,9 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
+from threadpoolctl import threadpool_limits
 
 from mnistlab import images, runs
 from mnistlab.config import ServeConfig
@@ -53,9 +54,13 @@ PREDICT_BODY = {
 def create_app(config: ServeConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        # One image is a few small matrix products: BLAS threads only contend with the
+        # request threads for the cores (+18% requests/s at one thread, serve_load.py).
+        blas = threadpool_limits(limits=1, user_api="blas")
         app.state.predictor = Predictor.from_run(config.run, config.model)
         app.state.metadata = _metadata(config)
         yield
+        blas.restore_original_limits()
 
     app = FastAPI(
         title="mnistlab",
@@ -77,20 +82,24 @@ def create_app(config: ServeConfig) -> FastAPI:
         return request.app.state.metadata
 
     @app.post("/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODY)
-    def predict(digit: DigitInput, predictor: PredictorDep) -> PredictResponse:
+    def predict(digit: DigitInput, predictor: PredictorDep) -> Response:
         (answer,) = predictor.predict_digits(digit[None])
-        return PredictResponse(
+        body = PredictResponse(
             digit=answer.digit,
             probability=answer.probability,
             probabilities=answer.probabilities,
             preprocessed=np.round(answer.preprocessed, 4).tolist(),
         )
+        # Serialised here: FastAPI would validate the 28x28 answer again against
+        # response_model, a quarter of the route's time (benchmarks/serve_load.py).
+        return Response(body.model_dump_json(), media_type="application/json")
 
     @app.post("/v1/models/mnist:predict", response_model=TFServingResponse)
-    def tf_serving_predict(body: TFServingRequest, predictor: PredictorDep) -> TFServingResponse:
+    def tf_serving_predict(body: TFServingRequest, predictor: PredictorDep) -> Response:
         # Instances may mix the 28x28 and the flat 784 layouts.
         batch = np.stack([np.asarray(i, np.float32).reshape(28, 28) for i in body.instances])
-        return TFServingResponse(predictions=predictor.predict_proba(batch).tolist())
+        answer = TFServingResponse(predictions=predictor.predict_proba(batch).tolist())
+        return Response(answer.model_dump_json(), media_type="application/json")
 
     return app
 

@@ -1,0 +1,140 @@
+"""Load on `mnistlab serve` from a second process on loopback, and the single-image paths.
+
+Prints, from one run:
+  - microseconds per single-image prediction in-process: the Predictor's NumPy fast path,
+    calling the Keras model directly, and model.predict (why the server uses the first);
+  - for concurrency 1 and 16: requests per second, p50 and p99 latency and errors of
+    single-image JSON requests to POST /predict, driven by Debian's `wrk` (a C load
+    generator, so the client does not compete with the server for the 2 cores), for
+    --duration seconds each;
+  - the server's RSS (all its processes) after the load.
+Targets: p99 < 10 ms at concurrency 1, >= 1,000 requests/s at 16, no errors, RSS < 1 GiB.
+
+Usage: python benchmarks/serve_load.py RUN [--workers 1] [--duration 10] [--data PATH]
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+import urllib.request
+from pathlib import Path
+
+from mnistlab.data import load_mnist
+
+
+def single_image_paths(run: str, image) -> dict[str, float]:
+    """Microseconds per call for one 28x28 image, by three routes."""
+    from mnistlab.predict import Predictor
+
+    predictor = Predictor.from_run(run)
+    x = (image / 255.0).astype("float32")[None]
+    routes = {
+        "Predictor (NumPy fast path)": lambda: predictor.predict_proba(x),
+        "model(x) (Keras call)": lambda: predictor.model(x, training=False),
+        "model.predict(x)": lambda: predictor.model.predict(x, verbose=0),
+    }
+    timings = {}
+    for name, call in routes.items():
+        call()  # compile or warm up
+        number = 20 if "predict(" in name else 200
+        timings[name] = min(timeit.repeat(call, number=number, repeat=3)) / number * 1e6
+    return timings
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and its children (uvicorn workers), MiB."""
+    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    total = 0
+    for p in pids:
+        status = Path(f"/proc/{p}/status").read_text()
+        total += int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
+    return total / 1024
+
+
+def wrk(url: str, body: str, connections: int, duration: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = {json.dumps(body)}\n"
+        )
+    threads = min(connections, 2)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+         "-s", script.name, f"{url}/predict"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    os.unlink(script.name)
+
+    def latency_ms(percent: str) -> float:
+        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)", out, re.M).groups()
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    errors += sum(map(int, socket_errors.groups())) if socket_errors else 0
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "p50": latency_ms("50"),
+        "p99": latency_ms("99"),
+        "errors": errors,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", help="a finished run folder")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per load level")
+    parser.add_argument("--data", default=None, help="mnist.npz (default: $MNISTLAB_DATA)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("needs wrk: apt-get install wrk")
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+
+    image = load_mnist(args.data).x_test[0]
+    for name, micros in single_image_paths(args.run, image).items():
+        print(f"single image, {name}: {micros:.0f} us")
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mnistlab", "serve", args.run, "--port", str(port),
+         "--workers", str(args.workers)]
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        body = json.dumps({"pixels": (image / 255.0).round(4).tolist()})
+        wrk(url, body, 4, 2)  # warm-up
+        for connections in (1, 16):
+            r = wrk(url, body, connections, args.duration)
+            print(f"concurrency {connections:2d}: {r['rps']:.0f} requests/s ({r['requests']} in "
+                  f"{args.duration} s), p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
+                  f"errors {r['errors']}")  # fmt: skip
+        print(f"server RSS ({args.workers} worker(s)): {rss_mib(server.pid):.0f} MiB")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
