@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from mnistlab.errors import UserError
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+# Each conv block halves the side: 28 -> 13 -> 5 -> 1 with 3x3 valid convolutions.
+MAX_CONV_BLOCKS = 3
 
 
 class ConfigError(UserError, ValueError):
@@ -33,6 +35,9 @@ class TrainConfig:
     """
 
     preset: str = "deep-mlp"
+    # Filters of each Conv2D 3x3 ReLU + MaxPool 2x2 block before the Dense layers; none
+    # for an MLP.
+    conv_filters: tuple[int, ...] = ()
     # Width of each hidden Dense ReLU layer, input side first.
     hidden_units: tuple[int, ...] = (512, 256, 128)
     # Dropout after each hidden layer (one value for all, or one per layer); 0: no Dropout.
@@ -59,6 +64,8 @@ class TrainConfig:
         _check_types(self)
         checks = [
             (len(self.hidden_units) > 0, "hidden_units needs at least one layer"),
+            (all(f > 0 for f in self.conv_filters), "conv_filters must all be positive"),
+            (len(self.conv_filters) <= MAX_CONV_BLOCKS, "at most 3 conv blocks fit 28x28"),
             (all(u > 0 for u in self.hidden_units), "hidden_units must all be positive"),
             (
                 all(0.0 <= d < 1.0 for d in self.layer_dropout),
@@ -231,6 +238,10 @@ PRESETS: dict[str, TrainConfig] = {
     ),
     "mlp-512x2": TrainConfig(
         preset="mlp-512x2", hidden_units=(512, 512), dropout=0.0, epochs=20, batch_size=32
+    ),
+    # The published article's CNN: Conv2D 32 3x3, MaxPool 2x2, Dense 128, Dense 10.
+    "cnn-basic": TrainConfig(
+        preset="cnn-basic", conv_filters=(32,), hidden_units=(128,), dropout=0.0, epochs=10
     ),
 }
 

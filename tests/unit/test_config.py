@@ -21,6 +21,12 @@ def test_presets_match_the_published_variants(name, hidden, dropout, l2, epochs,
     assert (config.epochs, config.batch_size) == (epochs, batch)
 
 
+def test_cnn_basic_is_the_published_article_cnn():
+    config = PRESETS["cnn-basic"]
+    assert config.conv_filters == (32,)
+    assert (config.hidden_units, config.dropout) == ((128,), 0.0)
+
+
 def test_reference_training_settings():
     config = PRESETS["deep-mlp"]
     assert config.learning_rate == 1e-3
@@ -58,6 +64,7 @@ def test_wrong_types_are_rejected(field, value):
         ("hidden_units", (), "at least one layer"),
         ("learning_rate", 0.0, "learning_rate must be > 0"),
         ("limit", 1, "limit must be > 1"),
+        ("conv_filters", (32, 32, 32, 32), "at most 3 conv blocks"),
     ],
 )
 def test_out_of_range_values_are_rejected(field, value, message):
@@ -70,7 +77,9 @@ def test_ints_are_accepted_for_float_fields():
 
 
 def test_unknown_preset_lists_the_choices():
-    with pytest.raises(ConfigError, match="choose from: deep-mlp, mlp-128, mlp-l2, mlp-512x2"):
+    with pytest.raises(
+        ConfigError, match="choose from: deep-mlp, mlp-128, mlp-l2, mlp-512x2, cnn-basic"
+    ):
         preset_config("resnet")
 
 
