@@ -21,7 +21,7 @@ ELASTIC_ALPHA = 14.0
 ELASTIC_SIGMA = 3.0
 STROKE_CHANGE_RATE = 0.2  # fraction of images made thicker or thinner
 BINARISE_RATE = 0.1
-# Low, so that binarising keeps thin strokes whole (at 0.5 they break up).
+# Of each image's strongest ink; low, so that faint and thin strokes stay whole.
 BINARISE_LEVEL = 0.3
 
 
@@ -64,6 +64,8 @@ def augment_batch(x: np.ndarray, rng: np.random.Generator, strength: float = 1.0
     thinner = (pick >= STROKE_CHANGE_RATE * strength / 2) & (pick < STROKE_CHANGE_RATE * strength)
     out[thicker] = ndimage.grey_dilation(out[thicker], size=(1, 2, 2))
     out[thinner] = ndimage.grey_erosion(out[thinner], size=(1, 2, 2))
-    binarise = rng.random(n) < BINARISE_RATE * strength
-    out[binarise] = (out[binarise] > BINARISE_LEVEL).astype(np.float32)
+    # Not after thinning: a thinned stroke binarised breaks into pieces.
+    binarise = (rng.random(n) < BINARISE_RATE * strength) & ~thinner
+    level = BINARISE_LEVEL * out[binarise].max(axis=(1, 2), keepdims=True)
+    out[binarise] = (out[binarise] > level).astype(np.float32)
     return np.clip(out, 0.0, 1.0)

@@ -137,6 +137,12 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--h5", action="store_true", help="also save final_model.h5 (legacy HDF5 format)"
     )
+    p.add_argument(
+        "--augment",
+        action="store_true",
+        help="distort every training batch: shifts, rotation, scale, shear, elastic, stroke "
+        "width, binarisation (seeded; never at inference)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument(
         "--from-study",
@@ -165,6 +171,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         limit=args.limit,
         save_h5=args.h5 or None,
+        augment=args.augment or None,
     )
     # Load and check the data before any run folder exists, so bad data leaves nothing.
     data = load_mnist(args.data)
@@ -510,6 +517,10 @@ def _add_show_data(commands) -> None:
     )
     _data_option(p, "mnist.npz or a folder of the four IDX files")
     p.add_argument("--out", type=Path, default=Path("mnist-samples.png"), help="PNG grid to write")
+    p.add_argument(
+        "--augment", action="store_true", help="draw the images as training augments them"
+    )
+    p.add_argument("--seed", type=int, default=0, help="augmentation seed")
 
 
 def _show_data(args: argparse.Namespace) -> int:
@@ -526,11 +537,14 @@ def _show_data(args: argparse.Namespace) -> int:
         ]
     ]
     _print_table(header, rows)
-    grid = plots.digit_grid(
-        data.x_train[:25],
-        [f"label {y}" for y in data.y_train[:25]],
-        title="First 25 training images",
-    )
+    images, title = data.x_train[:25], "First 25 training images"
+    if args.augment:
+        from mnistlab.augment import augment_batch
+
+        distorted = augment_batch(images / 255.0, np.random.default_rng(args.seed))
+        images = (distorted * 255).astype(np.uint8)
+        title += f", augmented (seed {args.seed})"
+    grid = plots.digit_grid(images, [f"label {y}" for y in data.y_train[:25]], title=title)
     runs.write_bytes(args.out, plots.to_png(grid))
     print(f"grid: {args.out}")
     return 0

@@ -57,6 +57,8 @@ class TrainConfig:
     limit: int | None = None
     # Training steps per compiled call: amortises Python dispatch (see benchmarks/epoch_speed.py).
     steps_per_execution: int = 75
+    # Random distortions of every training batch (mnistlab.augment); never at inference.
+    augment: bool = False
     # Also write final_model.h5 (legacy HDF5) next to final_model.keras.
     save_h5: bool = False
 

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from mnistlab import __version__, runs
+from mnistlab.augment import augment_batch
 from mnistlab.callbacks import (
     AtomicModelCheckpoint,
     HistoryFile,
@@ -51,6 +52,35 @@ OPTIMIZERS = {
 }
 
 
+class AugmentedBatches(keras.utils.PyDataset):
+    """Training batches, shuffled and freshly distorted every epoch.
+
+    Each batch's randomness comes from (seed, epoch, batch): reproducible, and the same
+    whatever order or thread the batches are made in.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.epoch = 0
+        self._shuffle()
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        return augment_batch(self.x[rows], rng), self.y[rows]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._shuffle()
+
+    def _shuffle(self) -> None:
+        self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.x))
+
+
 def fit(config: TrainConfig, data: Mnist, callbacks: list, verbose: int | str = 0) -> keras.Model:
     """Seed, build, compile and fit on the training split; validate on the held-out tail.
 
@@ -67,15 +97,13 @@ def fit(config: TrainConfig, data: Mnist, callbacks: list, verbose: int | str = 
         metrics=["accuracy"],
         steps_per_execution=config.steps_per_execution,
     )
-    model.fit(
-        x_train,
-        y_train,
-        validation_data=validation,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    if config.augment:
+        batches = AugmentedBatches(x_train, y_train, config.batch_size, config.seed)
+        model.fit(batches, validation_data=validation, epochs=config.epochs,
+                  callbacks=callbacks, verbose=verbose)  # fmt: skip
+    else:
+        model.fit(x_train, y_train, validation_data=validation, epochs=config.epochs,
+                  batch_size=config.batch_size, callbacks=callbacks, verbose=verbose)  # fmt: skip
     return model
 
 

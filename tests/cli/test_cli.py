@@ -102,3 +102,13 @@ def test_a_finished_run_is_never_overwritten(cli, tmp_path):
     assert result.returncode == 2
     assert "is a finished run" in result.stderr
     assert runs.read_json(run_dir / runs.METRICS) == {"test_accuracy": 0.99}
+
+
+def test_augmented_training_is_recorded_and_reproducible(cli, tmp_path):
+    for name in ("a", "b"):
+        result = cli("train", "--quiet", "--augment", "--limit", 2000, "--epochs", 1,
+                     "--run-dir", tmp_path / name)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    assert runs.read_json(tmp_path / "a" / runs.CONFIG)["config"]["augment"] is True
+    first, second = (runs.read_json(tmp_path / n / runs.HISTORY)[0] for n in ("a", "b"))
+    assert first["loss"] == second["loss"]  # the same seed gives the same distortions

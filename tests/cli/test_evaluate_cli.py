@@ -104,3 +104,12 @@ def test_summary_of_a_preset_and_of_a_run(cli, tiny_runs):
     run = cli("summary", tiny_runs[1])
     assert run.stdout.strip().endswith("total parameters: 101,770")
     assert cli("summary").returncode == 2  # neither a run nor a preset
+
+
+def test_show_data_augmented_differs_from_the_plain_grid(cli, tmp_path):
+    plain = cli("show-data", "--out", tmp_path / "plain.png")
+    augmented = cli("show-data", "--augment", "--seed", 3, "--out", tmp_path / "aug.png")
+    again = cli("show-data", "--augment", "--seed", 3, "--out", tmp_path / "again.png")
+    assert plain.returncode == augmented.returncode == again.returncode == 0
+    assert (tmp_path / "aug.png").read_bytes() == (tmp_path / "again.png").read_bytes()
+    assert (tmp_path / "aug.png").read_bytes() != (tmp_path / "plain.png").read_bytes()
