@@ -1,0 +1,21 @@
+"""One real, short training of the article's CNN on real MNIST, as CI can afford."""
+
+from mnistlab import runs
+from mnistlab.predict import Predictor
+
+# A subset and two epochs keep this well under 3 minutes on 2 CPU cores.
+LIMIT, EPOCHS, BAR = "20000", "2", 0.97
+
+
+def test_cnn_basic_trains_past_its_bar_and_serves_through_the_predictor(cli, tmp_path, mnist):
+    run_dir = tmp_path / "cnn"
+    result = cli("train", "--preset", "cnn-basic", "--limit", LIMIT, "--epochs", EPOCHS,
+                 "--quiet", "--run-dir", run_dir)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = runs.read_json(run_dir / runs.METRICS)
+    assert metrics["test_accuracy"] >= BAR
+    # Conv layers have no NumPy fast path: small batches go through Keras, same answers.
+    predictor = Predictor.from_run(run_dir)
+    small = predictor.predict_proba(mnist.x_test[:5]).argmax(1)
+    large = predictor.predict_proba(mnist.x_test[:1000]).argmax(1)
+    assert (small == large[:5]).all()
