@@ -241,6 +241,8 @@ PRESETS: dict[str, TrainConfig] = {
     "mlp-512x2": TrainConfig(
         preset="mlp-512x2", hidden_units=(512, 512), dropout=0.0, epochs=20, batch_size=32
     ),
+    # The reference MLP on distorted batches: learns slower, so more epochs and patience.
+    "deep-mlp-aug": TrainConfig(preset="deep-mlp-aug", augment=True, epochs=100, patience=10),
     # The published article's CNN: Conv2D 32 3x3, MaxPool 2x2, Dense 128, Dense 10.
     "cnn-basic": TrainConfig(
         preset="cnn-basic", conv_filters=(32,), hidden_units=(128,), dropout=0.0, epochs=10

@@ -27,6 +27,13 @@ def test_cnn_basic_is_the_published_article_cnn():
     assert (config.hidden_units, config.dropout) == ((128,), 0.0)
 
 
+def test_deep_mlp_aug_is_the_reference_mlp_with_augmentation():
+    reference, augmented = PRESETS["deep-mlp"], PRESETS["deep-mlp-aug"]
+    assert augmented.augment and not reference.augment
+    assert augmented.hidden_units == reference.hidden_units
+    assert augmented.dropout == reference.dropout
+
+
 def test_reference_training_settings():
     config = PRESETS["deep-mlp"]
     assert config.learning_rate == 1e-3
@@ -78,7 +85,8 @@ def test_ints_are_accepted_for_float_fields():
 
 def test_unknown_preset_lists_the_choices():
     with pytest.raises(
-        ConfigError, match="choose from: deep-mlp, mlp-128, mlp-l2, mlp-512x2, cnn-basic"
+        ConfigError,
+        match="choose from: deep-mlp, mlp-128, mlp-l2, mlp-512x2, deep-mlp-aug, cnn-basic",
     ):
         preset_config("resnet")
 

@@ -9,6 +9,7 @@ from mnistlab.models import build_model, layer_table
 # Dense: inputs * units + units. Conv2D 3x3 on 1 channel: 9 * filters + filters.
 PARAMETERS = {
     "deep-mlp": 784 * 512 + 512 + 512 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10,
+    "deep-mlp-aug": 784 * 512 + 512 + 512 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10,
     "mlp-128": 784 * 128 + 128 + 128 * 10 + 10,
     "mlp-l2": 784 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10,
     "mlp-512x2": 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10,
