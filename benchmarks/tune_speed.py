@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import optuna
 
@@ -31,9 +32,8 @@ def search(pruner: str, args: argparse.Namespace, folder: str) -> tuple[int, int
     if args.data:
         command += ["--data", args.data]
     subprocess.run(command, cwd=folder, check=True, stdout=subprocess.DEVNULL)
-    study = optuna.load_study(
-        study_name=pruner, storage=f"sqlite:///{folder}/runs/studies/{pruner}/{tune.STUDY_DB}"
-    )
+    storage = tune.storage_url(pruner, None, Path(folder) / "runs")
+    study = optuna.load_study(study_name=pruner, storage=storage)
     finished = study.get_trials(states=tune.FINISHED)
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in finished)
     return len(finished), pruned, study.best_value

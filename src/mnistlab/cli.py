@@ -16,6 +16,7 @@ import numpy as np
 
 from mnistlab import __version__, runs
 from mnistlab.config import (
+    MODELS,
     PRESETS,
     PRUNERS,
     SAMPLERS,
@@ -85,6 +86,15 @@ def _command(commands, name: str, help: str, handler, description: str | None = 
     )
     parser.set_defaults(handler=handler)
     return parser
+
+
+def _model_option(parser) -> None:
+    parser.add_argument(
+        "--model",
+        default=MODELS[0],
+        choices=MODELS,
+        help="final_model.keras (best val_loss) or best_model.keras (best val_accuracy)",
+    )
 
 
 def _data_option(parser, what: str) -> None:
@@ -327,12 +337,7 @@ def _add_evaluate(commands) -> None:
     )
     p.add_argument("run", type=Path, help="run folder")
     _data_option(p, "labelled digits: npz with x_test/y_test or x/y, or an IDX folder")
-    p.add_argument(
-        "--model",
-        default="final",
-        choices=["final", "best"],
-        help="final_model.keras (best val_loss) or best_model.keras (best val_accuracy)",
-    )
+    _model_option(p)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -370,7 +375,7 @@ def _add_predict(commands) -> None:
         help="below this probability, answer 'unsure' instead of a digit",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per line and file")
-    p.add_argument("--model", default="final", choices=["final", "best"], help="which model")
+    _model_option(p)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -425,7 +430,7 @@ def _add_serve(commands) -> None:
     p.add_argument("--host", default=defaults.host, help="address to bind (loopback by default)")
     p.add_argument("--port", type=int, default=defaults.port, help="TCP port")
     p.add_argument("--workers", type=int, default=defaults.workers, help="server processes")
-    p.add_argument("--model", default="final", choices=["final", "best"], help="which model")
+    _model_option(p)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -11,12 +11,26 @@ from dataclasses import dataclass
 from mnistlab.errors import UserError
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+# Which model file of a run: final_model.keras (best val_loss) or best_model.keras.
+MODELS = ("final", "best")
 # Each conv block halves the side: 28 -> 13 -> 5 -> 1 with 3x3 valid convolutions.
 MAX_CONV_BLOCKS = 3
 
 
 class ConfigError(UserError, ValueError):
     """A configuration a user wrote (CLI options or a config.json) that cannot be used."""
+
+
+def _require(checks: list[tuple[bool, str]]) -> None:
+    """Raise the message of the first failed (ok, message) check."""
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def _one_of(name: str, value: str, choices: typing.Iterable[str]) -> tuple[bool, str]:
+    """A check that `value` is one of `choices`; its message lists them."""
+    return value in choices, f"unknown {name} {value!r}; choose from: {', '.join(choices)}"
 
 
 def _per_layer(value: float | tuple[float, ...], layers: int, name: str) -> tuple[float, ...]:
@@ -74,10 +88,7 @@ class TrainConfig:
                 f"dropout must be in [0, 1), got {self.dropout}",
             ),
             (all(v >= 0.0 for v in self.layer_l2), f"l2 must be >= 0, got {self.l2}"),
-            (
-                self.optimizer in OPTIMIZERS,
-                f"unknown optimizer {self.optimizer!r}; choose from: {', '.join(OPTIMIZERS)}",
-            ),
+            _one_of("optimizer", self.optimizer, OPTIMIZERS),
             (self.learning_rate > 0.0, f"learning_rate must be > 0, got {self.learning_rate}"),
             (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
             (self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}"),
@@ -90,9 +101,7 @@ class TrainConfig:
             (self.limit is None or self.limit > 1, f"limit must be > 1, got {self.limit}"),
             (self.steps_per_execution > 0, "steps_per_execution must be > 0"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        _require(checks)
 
     @property
     def layer_dropout(self) -> tuple[float, ...]:
@@ -180,22 +189,14 @@ class TuneConfig:
             (self.trials > 0, f"trials must be > 0, got {self.trials}"),
             (self.repeats > 0, f"repeats must be > 0, got {self.repeats}"),
             (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
-            (
-                self.sampler in SAMPLERS,
-                f"unknown sampler {self.sampler!r}; choose from: {', '.join(SAMPLERS)}",
-            ),
-            (
-                self.pruner in PRUNERS,
-                f"unknown pruner {self.pruner!r}; choose from: {', '.join(PRUNERS)}",
-            ),
+            _one_of("sampler", self.sampler, SAMPLERS),
+            _one_of("pruner", self.pruner, PRUNERS),
             (self.preset in PRESETS, f"unknown preset {self.preset!r}"),
             (self.timeout is None or self.timeout > 0, "timeout must be > 0"),
             (self.limit is None or self.limit > 1, f"limit must be > 1, got {self.limit}"),
             (bool(self.study.strip()), "the study needs a name"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        _require(checks)
 
     def to_dict(self) -> dict[str, typing.Any]:
         return dataclasses.asdict(self)
@@ -215,14 +216,14 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        if self.model not in ("final", "best"):
-            raise ConfigError(f"unknown model {self.model!r}; choose from: final, best")
-        if not 0 < self.port < 65536:
-            raise ConfigError(f"port must be in 1..65535, got {self.port}")
-        if self.workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {self.workers}")
-        if self.max_body_bytes < 1:
-            raise ConfigError("max_body_bytes must be positive")
+        _require(
+            [
+                _one_of("model", self.model, MODELS),
+                (0 < self.port < 65536, f"port must be in 1..65535, got {self.port}"),
+                (self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
+                (self.max_body_bytes >= 1, "max_body_bytes must be positive"),
+            ]
+        )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -252,8 +253,7 @@ PRESETS: dict[str, TrainConfig] = {
 
 def preset_config(name: str, **overrides: typing.Any) -> TrainConfig:
     """The preset `name` with some fields replaced; None values mean 'keep the preset's'."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose from: {', '.join(PRESETS)}")
+    _require([_one_of("preset", name, PRESETS)])
     return override(PRESETS[name], **overrides)
 
 

@@ -16,9 +16,8 @@ GRID_SIZE = 25
 REPORT_MISTAKES = 10
 
 
-def output_dir(run_dir: Path, which: str, digits: Digits) -> Path:
+def output_dir(run_dir: Path, record: dict, which: str, digits: Digits) -> Path:
     """The run folder itself for its final model on its own data; a subfolder otherwise."""
-    record = runs.read_json(Path(run_dir) / runs.CONFIG)
     if which == "final" and digits.sha256 == record["data_sha256"]:
         return Path(run_dir)
     return Path(run_dir) / runs.EVALUATIONS / f"{which}-{Path(digits.source).stem}"
@@ -43,7 +42,8 @@ def evaluate_run(run_dir: Path, digits: Digits, which: str = "final") -> tuple[d
     history = runs.read_json(run_dir / runs.HISTORY)
     figures = _figures(run_dir.name, history, metrics, digits, y_prob)
 
-    out = output_dir(run_dir, which, digits)
+    record = runs.read_json(run_dir / runs.CONFIG)
+    out = output_dir(run_dir, record, which, digits)
     (out / runs.FIGURES).mkdir(parents=True, exist_ok=True)
     for name, png in figures.items():
         runs.write_bytes(out / runs.FIGURES / f"{name}.png", png)
@@ -51,7 +51,6 @@ def evaluate_run(run_dir: Path, digits: Digits, which: str = "final") -> tuple[d
         (x, plots.digit_png(digits.x[x["index"]]))
         for x in metrics["misclassified"][:REPORT_MISTAKES]
     ]
-    record = runs.read_json(run_dir / runs.CONFIG)
     page = report.run_report(run_dir.name, record, evaluation, figures, mistakes)
     runs.write_bytes(out / runs.REPORT, page.encode())
     runs.write_json(out / runs.EVALUATION, evaluation)

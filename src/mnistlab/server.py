@@ -19,6 +19,7 @@ import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from threadpoolctl import threadpool_limits
 
 from mnistlab import images, runs
@@ -118,8 +119,6 @@ async def read_digit(request: Request) -> np.ndarray:
 
     Async only to read the body; decoding and preprocessing run in the thread pool.
     """
-    from starlette.concurrency import run_in_threadpool
-
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form()

@@ -7,6 +7,7 @@ are judged on validation accuracy only; the test set is never seen while searchi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -71,8 +72,9 @@ def study_dir(root: Path, name: str) -> Path:
     return Path(root) / STUDIES / name
 
 
-def storage_url(config: TuneConfig, root: Path) -> str:
-    return config.storage or f"sqlite:///{study_dir(root, config.study) / STUDY_DB}"
+def storage_url(name: str, storage: str | None, root: Path) -> str:
+    """The study's storage: the URL given, else its SQLite file in the study folder."""
+    return storage or f"sqlite:///{study_dir(root, name) / STUDY_DB}"
 
 
 def suggest_config(trial: optuna.Trial, base: TrainConfig) -> TrainConfig:
@@ -107,7 +109,7 @@ def base_config(config: TuneConfig) -> TrainConfig:
 
 def open_study(config: TuneConfig, root: Path) -> optuna.Study:
     """Create the study, or load it to resume or to join other workers."""
-    url = storage_url(config, root)
+    url = storage_url(config.study, config.storage, root)
     if config.storage is None:
         study_dir(root, config.study).mkdir(parents=True, exist_ok=True)
     for attempt in range(OPEN_ATTEMPTS - 1):
@@ -121,7 +123,7 @@ def open_study(config: TuneConfig, root: Path) -> optuna.Study:
 
 
 def _open_study(config: TuneConfig, url: str) -> optuna.Study:
-    try:
+    with _storage_errors(url):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(
@@ -138,27 +140,18 @@ def _open_study(config: TuneConfig, url: str) -> optuna.Study:
         # What the trials' parameters are relative to, for `train --from-study`.
         study.set_user_attr(BASE_ATTR, dataclasses.asdict(base_config(config)))
         return study
-    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as e:
-        raise TuneError(f"malformed storage URL {url!r}: {_first_line(e)}") from e
-    except sqlalchemy.exc.OperationalError as e:
-        raise TuneError(f"cannot reach the storage {url!r}: {_first_line(e)}") from e
-    except ImportError as e:
-        raise TuneError(f"the storage {url!r} needs a driver that is not installed: {e}") from e
 
 
 def load_study(name: str, storage: str | None, root: Path) -> optuna.Study:
     """An existing study, for reading; a clear error if there is none."""
-    url = storage or f"sqlite:///{study_dir(root, name) / STUDY_DB}"
+    url = storage_url(name, storage, root)
     if storage is None and not (study_dir(root, name) / STUDY_DB).is_file():
         raise TuneError(f"no study {name!r} in {study_dir(root, name)}")
-    try:
-        return optuna.load_study(study_name=name, storage=url)
-    except KeyError as e:
-        raise TuneError(f"no study {name!r} in {url}") from e
-    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as e:
-        raise TuneError(f"malformed storage URL {url!r}: {_first_line(e)}") from e
-    except sqlalchemy.exc.OperationalError as e:
-        raise TuneError(f"cannot reach the storage {url!r}: {_first_line(e)}") from e
+    with _storage_errors(url):
+        try:
+            return optuna.load_study(study_name=name, storage=url)
+        except KeyError as e:
+            raise TuneError(f"no study {name!r} in {url}") from e
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
@@ -323,13 +316,28 @@ def _pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:  # no pid recorded; and kill(-1 or 0) would address many processes
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return pid > 0
+    return True
+
+
+@contextlib.contextmanager
+def _storage_errors(url: str):
+    """Storage failures a user can fix, as one-line TuneErrors."""
+    try:
+        yield
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as e:
+        raise TuneError(f"malformed storage URL {url!r}: {_first_line(e)}") from e
+    except sqlalchemy.exc.OperationalError as e:
+        raise TuneError(f"cannot reach the storage {url!r}: {_first_line(e)}") from e
+    except ImportError as e:
+        raise TuneError(f"the storage {url!r} needs a driver that is not installed: {e}") from e
 
 
 def _first_line(error: Exception) -> str:
