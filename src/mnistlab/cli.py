@@ -16,11 +16,13 @@ import numpy as np
 
 from mnistlab import __version__, runs
 from mnistlab.config import (
+    LR_SCHEDULES,
     MODELS,
     PRESETS,
     PRUNERS,
     SAMPLERS,
     ConfigError,
+    EnsembleConfig,
     ServeConfig,
     TrainConfig,
     TuneConfig,
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(commands)
     _add_serve(commands)
     _add_compare(commands)
+    _add_ensemble(commands)
     _add_runs(commands)
     _add_show_data(commands)
     _add_summary(commands)
@@ -124,7 +127,15 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help=f"most epochs ({defaults.epochs})")
     p.add_argument("--batch-size", type=int, help=f"batch size ({defaults.batch_size})")
     p.add_argument(
-        "--learning-rate", type=float, help=f"Adam learning rate ({defaults.learning_rate})"
+        "--learning-rate",
+        type=float,
+        help=f"learning rate, the peak of a schedule ({defaults.learning_rate})",
+    )
+    p.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        help="constant; cosine decay; onecycle (warm-up then cosine decay); plateau (halve "
+        f"when val_loss stalls 2 epochs) ({defaults.lr_schedule})",
     )
     p.add_argument(
         "--validation-split",
@@ -176,6 +187,7 @@ def _train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        lr_schedule=args.lr_schedule,
         validation_split=args.validation_split,
         patience=args.patience,
         seed=args.seed,
@@ -336,7 +348,11 @@ def _add_evaluate(commands) -> None:
         ),
     )
     p.add_argument("run", type=Path, help="run folder")
-    _data_option(p, "labelled digits: npz with x_test/y_test or x/y, or an IDX folder")
+    _data_option(
+        p,
+        "labelled digits: npz with x_test/y_test or x/y, an IDX folder, or sklearn-digits "
+        "(scikit-learn's 8x8 digits made MNIST-style)",
+    )
     _model_option(p)
 
 
@@ -471,7 +487,7 @@ def _add_compare(commands) -> None:
         ),
     )
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders")
-    _data_option(p, "labelled digits to measure on")
+    _data_option(p, "labelled digits to measure on (as for evaluate)")
     p.add_argument("--out", type=Path, default=Path("compare.html"), help="HTML page to write")
 
 
@@ -485,6 +501,41 @@ def _compare(args: argparse.Namespace) -> int:
     _print_table(list(rows[0]), [list(row.values()) for row in rows])
     runs.write_bytes(args.out, page.encode())
     print(f"report: {args.out}")
+    return 0
+
+
+def _add_ensemble(commands) -> None:
+    p = _command(
+        commands,
+        "ensemble",
+        "make an ensemble run that averages other runs' probabilities",
+        _ensemble,
+        description=(
+            "Average the class probabilities of finished runs into one model, saved as a run "
+            "folder that evaluate, predict, serve and compare use like any run; print its "
+            "test accuracy and its members'."
+        ),
+    )
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="finished run folders")
+    p.add_argument("--out", type=Path, required=True, help="the ensemble's run folder")
+    _model_option(p)
+    _data_option(p, "mnist.npz or a folder of the four IDX files, for the test accuracy")
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    config = EnsembleConfig(members=tuple(str(r) for r in args.runs), model=args.model)
+    for run_dir in args.runs:
+        runs.require_finished(run_dir)
+    data = load_mnist(args.data)
+    from mnistlab.ensemble import make_ensemble
+
+    metrics = make_ensemble(config, data, args.out)
+    members = " ".join(f"{a:.4f}" for a in metrics["member_test_accuracy"])
+    print(f"members: {members}")
+    print(
+        f"test_accuracy={metrics['test_accuracy']:.4f} "
+        f"test_loss={metrics['test_loss']:.4f} run={args.out}"
+    )
     return 0
 
 

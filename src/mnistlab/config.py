@@ -11,9 +11,15 @@ from dataclasses import dataclass
 from mnistlab.errors import UserError
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+# constant: learning_rate throughout; cosine: cosine decay to 1% over all epochs; onecycle:
+# linear warm-up from 1/25 for the first 20% of steps, then cosine decay to 1%; plateau:
+# halved whenever val_loss has not improved for 2 epochs.
+LR_SCHEDULES = ("constant", "cosine", "onecycle", "plateau")
+PADDINGS = ("valid", "same")
 # Which model file of a run: final_model.keras (best val_loss) or best_model.keras.
 MODELS = ("final", "best")
-# Each conv block halves the side: 28 -> 13 -> 5 -> 1 with 3x3 valid convolutions.
+# Each conv block halves the side: 28 -> 13 -> 5 -> 1 with 3x3 valid convolutions, 28 -> 14
+# -> 7 -> 3 with same padding.
 MAX_CONV_BLOCKS = 3
 
 
@@ -52,14 +58,19 @@ class TrainConfig:
     # Filters of each Conv2D 3x3 ReLU + MaxPool 2x2 block before the Dense layers; none
     # for an MLP.
     conv_filters: tuple[int, ...] = ()
+    conv_padding: str = "valid"
     # Width of each hidden Dense ReLU layer, input side first.
     hidden_units: tuple[int, ...] = (512, 256, 128)
     # Dropout after each hidden layer (one value for all, or one per layer); 0: no Dropout.
     dropout: float | tuple[float, ...] = 0.3
     # L2 penalty on each hidden kernel (one value for all, or one per layer); 0: none.
     l2: float | tuple[float, ...] = 0.0
+    # BatchNormalization between each conv or hidden Dense and its ReLU.
+    batch_norm: bool = False
     optimizer: str = "adam"
+    # The peak learning rate of a schedule.
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
     epochs: int = 50
     batch_size: int = 128
     # The last fraction of the training images is held out, as Keras' validation_split does.
@@ -82,6 +93,7 @@ class TrainConfig:
             (len(self.hidden_units) > 0, "hidden_units needs at least one layer"),
             (all(f > 0 for f in self.conv_filters), "conv_filters must all be positive"),
             (len(self.conv_filters) <= MAX_CONV_BLOCKS, "at most 3 conv blocks fit 28x28"),
+            _one_of("conv_padding", self.conv_padding, PADDINGS),
             (all(u > 0 for u in self.hidden_units), "hidden_units must all be positive"),
             (
                 all(0.0 <= d < 1.0 for d in self.layer_dropout),
@@ -90,6 +102,7 @@ class TrainConfig:
             (all(v >= 0.0 for v in self.layer_l2), f"l2 must be >= 0, got {self.l2}"),
             _one_of("optimizer", self.optimizer, OPTIMIZERS),
             (self.learning_rate > 0.0, f"learning_rate must be > 0, got {self.learning_rate}"),
+            _one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES),
             (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
             (self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}"),
             (
@@ -203,6 +216,30 @@ class TuneConfig:
 
 
 @dataclass(frozen=True)
+class EnsembleConfig:
+    """What `mnistlab ensemble` assembles; saved as the ensemble run's config.json."""
+
+    # Finished run folders whose class probabilities are averaged.
+    members: tuple[str, ...]
+    # Which model file of each member.
+    model: str = "final"
+    preset: str = "ensemble"
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        _require(
+            [
+                (len(self.members) >= 2, "an ensemble needs at least two runs"),
+                (len(set(self.members)) == len(self.members), "a run is listed twice"),
+                _one_of("model", self.model, MODELS),
+            ]
+        )
+
+    def to_dict(self) -> dict[str, typing.Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     """What `mnistlab serve` serves and how."""
 
@@ -247,6 +284,22 @@ PRESETS: dict[str, TrainConfig] = {
     # The published article's CNN: Conv2D 32 3x3, MaxPool 2x2, Dense 128, Dense 10.
     "cnn-basic": TrainConfig(
         preset="cnn-basic", conv_filters=(32,), hidden_units=(128,), dropout=0.0, epochs=10
+    ),
+    # A CNN sized for a CPU (about 2 MFLOP per image): BN, augmentation and a one-cycle
+    # schedule over a fixed 30 epochs, hence no early stop; 10% held out for validation.
+    "cnn": TrainConfig(
+        preset="cnn",
+        conv_filters=(16, 32, 64),
+        conv_padding="same",
+        hidden_units=(128,),
+        dropout=0.3,
+        batch_norm=True,
+        augment=True,
+        learning_rate=3e-3,
+        lr_schedule="onecycle",
+        epochs=30,
+        patience=30,
+        validation_split=0.1,
     ),
 }
 

@@ -20,6 +20,9 @@ import numpy as np
 from mnistlab.errors import UserError
 
 ENV_VAR = "MNISTLAB_DATA"
+# The name that means scikit-learn's bundled 8x8 digits (UCI optdigits: 1,797 forms by 43
+# writers) wherever a labelled digit set is asked for.
+SKLEARN_DIGITS = "sklearn-digits"
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
 # The file keras.datasets.mnist.load_data() downloads, with the checksum Keras pins.
@@ -80,8 +83,14 @@ def load_digits_set(path: str | os.PathLike | None = None) -> Digits:
     """A labelled set to evaluate on: MNIST's test split, or any digits in the same formats.
 
     An npz may hold x_test/y_test or x/y; an IDX folder needs only the t10k pair. Without
-    a path this is the MNIST test set, found as load_mnist finds it.
+    a path this is the MNIST test set, found as load_mnist finds it. SKLEARN_DIGITS
+    names scikit-learn's 8x8 digits, made MNIST-style.
     """
+    if str(path) == SKLEARN_DIGITS:
+        from mnistlab.digit_sources import sklearn_digits  # Pillow and SciPy: only here
+
+        x, y, sha256 = sklearn_digits()
+        return Digits(x, y, SKLEARN_DIGITS, sha256)
     if path is None:
         mnist = load_mnist()
         return Digits(mnist.x_test, mnist.y_test, mnist.source, mnist.sha256)

@@ -35,6 +35,10 @@ def digit_png(image: np.ndarray) -> bytes:
 def learning_curves(history: Sequence[dict], title: str = "") -> Figure:
     """Accuracy and loss per epoch, training against validation, best val_loss epoch marked."""
     figure = Figure(figsize=(10, 4), layout="constrained")
+    figure.suptitle(title or "Learning curves")
+    if not history:  # an ensemble is assembled, not trained
+        figure.text(0.5, 0.5, "No training epochs in this run", ha="center", va="center")
+        return figure
     epochs = [row["epoch"] for row in history]
     best = min(history, key=lambda row: row["val_loss"])["epoch"]
     for ax, metric in zip(figure.subplots(1, 2), ("accuracy", "loss"), strict=True):
@@ -44,7 +48,6 @@ def learning_curves(history: Sequence[dict], title: str = "") -> Figure:
         ax.set(xlabel="epoch", ylabel=metric, title=metric.capitalize())
         ax.grid(alpha=0.3)
         ax.legend()
-    figure.suptitle(title or "Learning curves")
     return figure
 
 

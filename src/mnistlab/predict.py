@@ -11,6 +11,7 @@ import numpy as np
 
 from mnistlab import images, runs
 from mnistlab.errors import UserError
+from mnistlab.models import MaxPool2x2
 
 MODEL_FILES = {"final": runs.FINAL_MODEL, "best": runs.BEST_MODEL}
 PREDICT_BATCH_SIZE = 1000
@@ -47,7 +48,10 @@ class Predictor:
         if which not in MODEL_FILES:
             raise ValueError(f"unknown model {which!r}; choose from: {', '.join(MODEL_FILES)}")
         path = runs.require_finished(run_dir) / MODEL_FILES[which]
-        return cls(keras.saving.load_model(path), str(path))
+        if not path.is_file():
+            raise runs.RunError(f"{run_dir} has no {which} model ({path.name})")
+        model = keras.saving.load_model(path, custom_objects={"MaxPool2x2": MaxPool2x2})
+        return cls(model, str(path))
 
     def predict_proba(self, images_: np.ndarray) -> np.ndarray:
         """(N, 28, 28) uint8 pixels, or floats already in [0, 1] -> (N, 10) probabilities.

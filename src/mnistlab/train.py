@@ -19,7 +19,7 @@ from mnistlab.callbacks import (
     ResumableEarlyStopping,
     TensorBoardLogger,
 )
-from mnistlab.config import TrainConfig
+from mnistlab.config import EnsembleConfig, TrainConfig
 from mnistlab.data import NUM_CLASSES, Mnist, split_validation
 from mnistlab.models import build_model
 
@@ -31,7 +31,7 @@ def prepare(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (x.astype("float32") / 255.0), np.eye(NUM_CLASSES, dtype="float32")[y]
 
 
-def run_record(config: TrainConfig, data: Mnist) -> dict[str, typing.Any]:
+def run_record(config: TrainConfig | EnsembleConfig, data: Mnist) -> dict[str, typing.Any]:
     """What config.json holds: enough to rebuild the model and reproduce the run."""
     return {
         "config": config.to_dict(),
@@ -50,6 +50,23 @@ OPTIMIZERS = {
     "sgd": keras.optimizers.SGD,
     "rmsprop": keras.optimizers.RMSprop,
 }
+
+
+def learning_rate(
+    config: TrainConfig, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The optimizer's learning rate: a per-step schedule over all `config.epochs`, or a
+    constant (plateau adjusts a constant from a callback)."""
+    total = config.epochs * steps_per_epoch
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, total, alpha=0.01)
+    if config.lr_schedule == "onecycle":
+        warmup = int(0.2 * total)
+        return keras.optimizers.schedules.CosineDecay(
+            config.learning_rate / 25, total - warmup, alpha=0.01,
+            warmup_target=config.learning_rate, warmup_steps=warmup,
+        )  # fmt: skip
+    return config.learning_rate
 
 
 class AugmentedBatches(keras.utils.PyDataset):
@@ -91,8 +108,17 @@ def fit(config: TrainConfig, data: Mnist, callbacks: list, verbose: int | str = 
     x, y = prepare(data.x_train[:limit], data.y_train[:limit])
     (x_train, y_train), validation = split_validation(x, y, config.validation_split)
     model = build_model(config)
+    steps_per_epoch = -(-len(x_train) // config.batch_size)
+    if config.lr_schedule == "plateau":
+        # First, so that a resumable backup (last) saves the learning rate it set.
+        callbacks = [
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=2, min_lr=config.learning_rate / 100
+            ),
+            *callbacks,
+        ]
     model.compile(
-        optimizer=OPTIMIZERS[config.optimizer](config.learning_rate),
+        optimizer=OPTIMIZERS[config.optimizer](learning_rate(config, steps_per_epoch)),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=config.steps_per_execution,

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from mnistlab.config import PRESETS, ConfigError, TrainConfig, preset_config
+from mnistlab.config import PRESETS, ConfigError, EnsembleConfig, TrainConfig, preset_config
 
 # (preset, hidden_units, dropout, l2, epochs, batch_size) as published for each variant.
 PUBLISHED = [
@@ -32,6 +32,26 @@ def test_deep_mlp_aug_is_the_reference_mlp_with_augmentation():
     assert augmented.augment and not reference.augment
     assert augmented.hidden_units == reference.hidden_units
     assert augmented.dropout == reference.dropout
+
+
+def test_cnn_is_a_batch_normalised_augmented_cnn_on_a_fixed_schedule():
+    config = PRESETS["cnn"]
+    assert config.conv_filters and config.batch_norm and config.augment
+    assert config.lr_schedule == "onecycle"
+    assert config.patience >= config.epochs  # the schedule, not early stopping, ends it
+
+
+@pytest.mark.parametrize(
+    ("members", "model", "message"),
+    [
+        (("a",), "final", "at least two runs"),
+        (("a", "a"), "final", "listed twice"),
+        (("a", "b"), "last", "unknown model 'last'"),
+    ],
+)
+def test_ensemble_config_checks(members, model, message):
+    with pytest.raises(ConfigError, match=message):
+        EnsembleConfig(members=members, model=model)
 
 
 def test_reference_training_settings():
@@ -72,6 +92,8 @@ def test_wrong_types_are_rejected(field, value):
         ("learning_rate", 0.0, "learning_rate must be > 0"),
         ("limit", 1, "limit must be > 1"),
         ("conv_filters", (32, 32, 32, 32), "at most 3 conv blocks"),
+        ("lr_schedule", "step", "unknown lr_schedule 'step'; choose from: constant, cosine"),
+        ("conv_padding", "full", "unknown conv_padding 'full'; choose from: valid, same"),
     ],
 )
 def test_out_of_range_values_are_rejected(field, value, message):
