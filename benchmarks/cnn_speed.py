@@ -4,7 +4,8 @@ XLA's CPU gradient of MaxPooling2D (select-and-scatter) dominated a small CNN's 
 mnistlab pools by reshape and max instead (same outputs, tested). Prints, from one run:
 the seconds per epoch of each conv preset's network, without augmentation, with either
 pooling layer, on the real training images, and the ratio. Timed: --steps training steps
-after one compiled warm-up call, scaled to one epoch.
+after one compiled warm-up call, scaled to one epoch. Then the seconds augmentation adds
+to an epoch of the `cnn` preset (augment_batch over its training images, on the host).
 
 Usage: python benchmarks/cnn_speed.py [--data PATH] [--steps 150]
 """
@@ -16,8 +17,10 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras
+import numpy as np
 
 from mnistlab import models
+from mnistlab.augment import augment_batch
 from mnistlab.config import PRESETS
 from mnistlab.data import load_mnist, split_validation
 from mnistlab.train import OPTIMIZERS, prepare
@@ -54,6 +57,12 @@ def main() -> None:
         models.MaxPool2x2 = lambda name: keras.layers.MaxPooling2D(2, name=name)
         slow = seconds_per_epoch(config, x, y, args.steps)
         print(f"{name:<10} {fast:>13.1f} {slow:>15.1f} {slow / fast:>6.2f}", flush=True)
+    batch = PRESETS["cnn"].batch_size
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for i in range(0, len(x), batch):
+        augment_batch(x[i : i + batch], rng)
+    print(f"augmentation: {time.perf_counter() - start:.1f} s per epoch of {len(x)} images")
 
 
 if __name__ == "__main__":
