@@ -28,7 +28,8 @@ def test_evaluate_on_sklearn_digits_writes_its_own_evaluation(cli, default_run):
     run_dir, _ = default_run
     result = cli("evaluate", run_dir, "--data", SKLEARN_DIGITS)
     assert result.returncode == 0, result.stderr
-    evaluation = runs.read_json(run_dir / runs.EVALUATIONS / "final-sklearn-digits" / runs.EVALUATION)
+    out = run_dir / runs.EVALUATIONS / "final-sklearn-digits"
+    evaluation = runs.read_json(out / runs.EVALUATION)
     assert evaluation["metrics"]["n"] == 1797
     assert evaluation["data_source"] == SKLEARN_DIGITS
     assert evaluation["metrics"]["accuracy"] >= DEEP_MLP_BAR
