@@ -10,7 +10,10 @@ Prints, from one run:
   - the server's RSS (all its processes) after the load.
 Targets: p99 < 10 ms at concurrency 1, >= 1,000 requests/s at 16, no errors, RSS < 1 GiB.
 
-Usage: python benchmarks/serve_load.py RUN [--workers 1] [--duration 10] [--data PATH]
+With --engine onnx the server runs the run's ONNX export (`mnistlab export RUN`) in ONNX
+Runtime, without Keras or JAX: compare the two RSS figures.
+
+Usage: python benchmarks/serve_load.py RUN [--engine keras|onnx] [--workers 1] [--duration 10]
 """
 
 import argparse
@@ -36,8 +39,14 @@ def single_image_paths(run: str, image) -> dict[str, float]:
 
     predictor = Predictor.from_run(run)
     x = (image / 255.0).astype("float32")[None]
+    onnx = (
+        Predictor.from_run(run, engine="onnx")
+        if Path(run, "exports/final.onnx").is_file()
+        else None
+    )
     routes = {
         "Predictor (NumPy fast path)": lambda: predictor.predict_proba(x),
+        **({"Predictor, ONNX Runtime": lambda: onnx.predict_proba(x)} if onnx else {}),
         "model(x) (Keras call)": lambda: predictor.model(x, training=False),
         "model.predict(x)": lambda: predictor.model.predict(x, verbose=0),
     }
@@ -97,6 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", help="a finished run folder")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--engine", choices=("keras", "onnx"), default="keras")
     parser.add_argument("--duration", type=int, default=10, help="seconds per load level")
     parser.add_argument("--data", default=None, help="mnist.npz (default: $MNISTLAB_DATA)")
     args = parser.parse_args()
@@ -113,7 +123,7 @@ def main() -> None:
         port = s.getsockname()[1]
     server = subprocess.Popen(
         [sys.executable, "-m", "mnistlab", "serve", args.run, "--port", str(port),
-         "--workers", str(args.workers)]
+         "--workers", str(args.workers), "--engine", args.engine]
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -130,7 +140,8 @@ def main() -> None:
             print(f"concurrency {connections:2d}: {r['rps']:.0f} requests/s ({r['requests']} in "
                   f"{args.duration} s), p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
                   f"errors {r['errors']}")  # fmt: skip
-        print(f"server RSS ({args.workers} worker(s)): {rss_mib(server.pid):.0f} MiB")
+        print(f"server RSS ({args.workers} worker(s), engine {args.engine}): "
+              f"{rss_mib(server.pid):.0f} MiB")  # fmt: skip
     finally:
         server.terminate()
         server.wait(timeout=30)

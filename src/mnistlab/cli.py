@@ -16,13 +16,17 @@ import numpy as np
 
 from mnistlab import __version__, runs
 from mnistlab.config import (
+    ENGINES,
+    EXPORT_FORMATS,
     LR_SCHEDULES,
     MODELS,
     PRESETS,
     PRUNERS,
+    QUANTIZATIONS,
     SAMPLERS,
     ConfigError,
     EnsembleConfig,
+    ExportConfig,
     ServeConfig,
     TrainConfig,
     TuneConfig,
@@ -74,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_compare(commands)
     _add_ensemble(commands)
+    _add_export(commands)
     _add_runs(commands)
     _add_show_data(commands)
     _add_summary(commands)
@@ -97,6 +102,16 @@ def _model_option(parser) -> None:
         default=MODELS[0],
         choices=MODELS,
         help="final_model.keras (best val_loss) or best_model.keras (best val_accuracy)",
+    )
+
+
+def _engine_option(parser) -> None:
+    parser.add_argument(
+        "--engine",
+        default=ENGINES[0],
+        choices=ENGINES,
+        help="keras, or onnx: ONNX Runtime on the run's ONNX export (an .onnx file is "
+        "always run with onnx)",
     )
 
 
@@ -381,7 +396,7 @@ def _add_predict(commands) -> None:
             "20x20 and centred by centre of mass in 28x28. A folder means every image in it."
         ),
     )
-    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument("run", type=Path, help="run folder, or an .onnx file (mnistlab export)")
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files or folders")
     p.add_argument("--top-k", type=int, default=3, help="how many of the likeliest digits to show")
     p.add_argument(
@@ -392,6 +407,7 @@ def _add_predict(commands) -> None:
     )
     p.add_argument("--json", action="store_true", help="one JSON object per line and file")
     _model_option(p)
+    _engine_option(p)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -399,14 +415,13 @@ def _predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--min-confidence must be in [0, 1], got {args.min_confidence}")
     if not 1 <= args.top_k <= NUM_CLASSES:
         raise ConfigError(f"--top-k must be in 1..{NUM_CLASSES}, got {args.top_k}")
-    runs.require_finished(args.run)
     from mnistlab.images import image_files
     from mnistlab.predict import Predictor
 
+    predictor = Predictor.load(args.run, args.model, args.engine)
     files = image_files(args.images)
     if not files:
         raise ConfigError("no image files found in the folders given")
-    predictor = Predictor.from_run(args.run, args.model)
     failed = 0
     for path, answer in predictor.predict_files(files, args.min_confidence):
         if isinstance(answer, UserError):
@@ -442,18 +457,22 @@ def _add_serve(commands) -> None:
             "GET /health, GET /metadata and the OpenAPI docs at /docs."
         ),
     )
-    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument("run", type=Path, help="run folder, or an .onnx file (mnistlab export)")
     p.add_argument("--host", default=defaults.host, help="address to bind (loopback by default)")
     p.add_argument("--port", type=int, default=defaults.port, help="TCP port")
     p.add_argument("--workers", type=int, default=defaults.workers, help="server processes")
     _model_option(p)
+    _engine_option(p)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    runs.require_finished(args.run)
+    from mnistlab.predict import Predictor
+
+    Predictor.load(args.run, args.model, args.engine)  # fail here, in one line, not in uvicorn
     config = ServeConfig(
         run=str(args.run.resolve()),
         model=args.model,
+        engine=args.engine,
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -536,6 +555,61 @@ def _ensemble(args: argparse.Namespace) -> int:
         f"test_accuracy={metrics['test_accuracy']:.4f} "
         f"test_loss={metrics['test_loss']:.4f} run={args.out}"
     )
+    return 0
+
+
+def _add_export(commands) -> None:
+    p = _command(
+        commands,
+        "export",
+        "write a run's model as ONNX, .keras, .h5 or a SavedModel, and check it",
+        _export,
+        description=(
+            "Export a run's model, then run the export on the 10,000 test images and compare "
+            "it with Keras: the largest difference in probabilities (a float export fails "
+            "above 1e-4 and is not kept) and both accuracies. --quantize int8 also writes "
+            "an int8 ONNX model with ONNX Runtime's quantization and reports its size and "
+            "accuracy."
+        ),
+    )
+    p.add_argument("run", type=Path, help="finished run folder")
+    p.add_argument("--format", default=EXPORT_FORMATS[0], choices=EXPORT_FORMATS)
+    p.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        help="int8: dynamic quantization; int8-static: activations too, calibrated on 1,000 "
+        "training images (ONNX only)",
+    )
+    p.add_argument("--out", type=Path, help="file to write (default: RUN/exports/<model>.<format>)")
+    _model_option(p)
+    _data_option(p, "mnist.npz or a folder of the four IDX files, for the check")
+
+
+def _export(args: argparse.Namespace) -> int:
+    config = ExportConfig(
+        run=str(args.run),
+        format=args.format,
+        model=args.model,
+        quantize=args.quantize,
+        out=str(args.out) if args.out else None,
+    )
+    runs.require_finished(args.run)
+    data = load_mnist(args.data)
+    from mnistlab.export import export_run
+
+    record = export_run(config, data)
+    print(f"wrote {record['path']} ({record['bytes'] / 1e6:.2f} MB)")
+    print(
+        f"max |p_export - p_keras| = {record['max_abs_difference']:.2e}; test accuracy: "
+        f"keras {record['keras_accuracy']:.4f}, {config.format} {record['export_accuracy']:.4f}"
+    )
+    if "int8" in record:
+        q = record["int8"]
+        change = (q["accuracy"] - record["keras_accuracy"]) * 100
+        print(
+            f"wrote {q['path']} ({q['bytes'] / 1e6:.2f} MB, {q['size_ratio']:.2f}x smaller); "
+            f"test accuracy {q['accuracy']:.4f} ({change:+.2f} points)"
+        )
     return 0
 
 

@@ -18,6 +18,8 @@ LR_SCHEDULES = ("constant", "cosine", "onecycle", "plateau")
 PADDINGS = ("valid", "same")
 # Which model file of a run: final_model.keras (best val_loss) or best_model.keras.
 MODELS = ("final", "best")
+# What runs a model for prediction: Keras, or ONNX Runtime on the run's ONNX export.
+ENGINES = ("keras", "onnx")
 # Each conv block halves the side: 28 -> 13 -> 5 -> 1 with 3x3 valid convolutions, 28 -> 14
 # -> 7 -> 3 with same padding.
 MAX_CONV_BLOCKS = 3
@@ -239,12 +241,49 @@ class EnsembleConfig:
         return dataclasses.asdict(self)
 
 
+EXPORT_FORMATS = ("onnx", "keras", "h5", "savedmodel")
+# int8: ONNX Runtime's dynamic quantization (weights int8, activations quantized on the
+# fly); int8-static: activations too, calibrated on training images.
+QUANTIZATIONS = ("int8", "int8-static")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What `mnistlab export` writes; saved beside the export as <file>.json."""
+
+    run: str
+    format: str = "onnx"
+    model: str = "final"
+    quantize: str | None = None
+    # Where to write; None means RUN/exports/<model>.<format's suffix>.
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        _require(
+            [
+                _one_of("format", self.format, EXPORT_FORMATS),
+                _one_of("model", self.model, MODELS),
+                _one_of("quantize", self.quantize or QUANTIZATIONS[0], QUANTIZATIONS),
+                (
+                    self.quantize is None or self.format == "onnx",
+                    "--quantize works on ONNX exports only: add --format onnx",
+                ),
+            ]
+        )
+
+    def to_dict(self) -> dict[str, typing.Any]:
+        return dataclasses.asdict(self)
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     """What `mnistlab serve` serves and how."""
 
+    # A run folder, or an .onnx file.
     run: str
     model: str = "final"
+    engine: str = "keras"
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -256,6 +295,7 @@ class ServeConfig:
         _require(
             [
                 _one_of("model", self.model, MODELS),
+                _one_of("engine", self.engine, ENGINES),
                 (0 < self.port < 65536, f"port must be in 1..65535, got {self.port}"),
                 (self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
                 (self.max_body_bytes >= 1, "max_body_bytes must be positive"),

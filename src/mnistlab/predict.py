@@ -1,4 +1,8 @@
-"""Predictor: a trained model loaded for inference, the one way code gets predictions."""
+"""Predictor: a trained model loaded for inference, the one way code gets predictions.
+
+It runs a Keras model (a run's .keras file) or an ONNX file with ONNX Runtime. Keras is
+imported only for the first: serving an ONNX file never loads Keras or JAX.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from mnistlab import images, runs
+from mnistlab.config import ENGINES
 from mnistlab.errors import UserError
-from mnistlab.models import MaxPool2x2
 
 MODEL_FILES = {"final": runs.FINAL_MODEL, "best": runs.BEST_MODEL}
 PREDICT_BATCH_SIZE = 1000
@@ -34,33 +37,104 @@ class Prediction:
         return [(int(d), float(self.probabilities[d])) for d in order]
 
 
+class ModelFileError(UserError, ValueError):
+    """A model file that cannot be loaded, or is not an MNIST classifier."""
+
+
 class Predictor:
     """Class probabilities for MNIST-style 28x28 images."""
 
-    def __init__(self, model: keras.Model, source: str):
-        self.model = model
+    def __init__(self, source: str, model=None, session=None):
+        """Exactly one of `model` (keras.Model) and `session` (onnxruntime.InferenceSession)."""
         self.source = source
-        self._dense = _dense_stack(model)
+        self.model = model
+        self.session = session
+        self.engine = "keras" if model is not None else "onnx"
+        self._dense = _dense_stack(model) if model is not None else None
 
     @classmethod
-    def from_run(cls, run_dir: Path, which: str = "final") -> Predictor:
-        """Load `final_model.keras` (early stopping's best val_loss) or `best_model.keras`."""
-        if which not in MODEL_FILES:
-            raise ValueError(f"unknown model {which!r}; choose from: {', '.join(MODEL_FILES)}")
-        path = runs.require_finished(run_dir) / MODEL_FILES[which]
+    def load(cls, target: Path, which: str = "final", engine: str = "keras") -> Predictor:
+        """A run folder (its Keras model, or with engine onnx its ONNX export) or an .onnx file."""
+        if Path(target).suffix == ".onnx":
+            return cls.from_onnx(target)
+        return cls.from_run(target, which, engine)
+
+    @classmethod
+    def from_run(cls, run_dir: Path, which: str = "final", engine: str = "keras") -> Predictor:
+        """Load `final_model.keras` (early stopping's best val_loss) or `best_model.keras`;
+        with engine onnx, the run's ONNX export of that model (`mnistlab export`)."""
+        if which not in MODEL_FILES or engine not in ENGINES:
+            raise ValueError(f"unknown model {which!r} or engine {engine!r}")
+        run_dir = runs.require_finished(run_dir)
+        if engine == "onnx":
+            path = run_dir / runs.EXPORTS / f"{which}.onnx"
+            if not path.is_file():
+                raise runs.RunError(
+                    f"{run_dir} has no ONNX export of its {which} model; make it with: "
+                    f"mnistlab export {run_dir} --model {which}"
+                )
+            return cls.from_onnx(path)
+        path = run_dir / MODEL_FILES[which]
         if not path.is_file():
             raise runs.RunError(f"{run_dir} has no {which} model ({path.name})")
+        return cls.from_keras_file(path)
+
+    @classmethod
+    def from_keras_file(cls, path: Path) -> Predictor:
+        import keras
+
+        from mnistlab.models import MaxPool2x2
+
         model = keras.saving.load_model(path, custom_objects={"MaxPool2x2": MaxPool2x2})
-        return cls(model, str(path))
+        return cls(str(path), model=model)
+
+    @classmethod
+    def from_onnx(cls, path: Path) -> Predictor:
+        """An ONNX file taking (N, 28, 28) float pixels and giving (N, 10) probabilities."""
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ModelFileError(
+                "running an ONNX model needs the package onnxruntime: pip install 'mnistlab[onnx]'"
+            ) from None
+        if not Path(path).is_file():
+            raise ModelFileError(f"{path}: no such file")
+        try:
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own types for every kind of bad file
+            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ModelFileError(f"{path}: not a loadable ONNX model ({reason})") from None
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        shapes = [list(i.shape) for i in inputs], [list(o.shape) for o in outputs]
+        if (
+            len(inputs) != 1
+            or len(outputs) != 1
+            or inputs[0].type != "tensor(float)"
+            or shapes[0][0][1:] != [28, 28]
+            or shapes[1][0][1:] != [10]
+        ):
+            raise ModelFileError(
+                f"{path}: an ONNX model, but not an MNIST classifier: it takes {shapes[0]} "
+                f"and gives {shapes[1]}; expected one (N, 28, 28) float input and (N, 10) output"
+            )
+        return cls(str(path), session=session)
 
     def predict_proba(self, images_: np.ndarray) -> np.ndarray:
         """(N, 28, 28) uint8 pixels, or floats already in [0, 1] -> (N, 10) probabilities.
 
         Large batches go through model.predict (batch 1000) and agree with it exactly;
         small ones through the NumPy path where the model allows (within float rounding).
+        An ONNX model runs in ONNX Runtime, 1000 images at a time.
         """
         x = images_.astype("float32") / 255.0 if images_.dtype == np.uint8 else images_
         x = x.astype("float32", copy=False)
+        if self.session is not None:
+            name = self.session.get_inputs()[0].name
+            batches = [
+                self.session.run(None, {name: x[i : i + PREDICT_BATCH_SIZE]})[0]
+                for i in range(0, len(x), PREDICT_BATCH_SIZE)
+            ]
+            return np.concatenate(batches) if batches else np.zeros((0, 10), np.float32)
         if self._dense is not None and len(x) <= FAST_PATH_MAX_BATCH:
             return _dense_forward(self._dense, x)
         return np.asarray(self.model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0))
@@ -91,9 +165,11 @@ class Predictor:
         return [(path, error or next(answers)) for path, error in results]
 
 
-def _dense_stack(model: keras.Model) -> list[tuple[np.ndarray, np.ndarray, str]] | None:
+def _dense_stack(model) -> list[tuple[np.ndarray, np.ndarray, str]] | None:
     """(kernel, bias, activation) per Dense layer, if the model is only Flatten, Dense and
     Dropout (a no-op at inference) with relu/softmax; otherwise None."""
+    import keras
+
     stack = []
     for layer in model.layers:
         if isinstance(layer, (keras.layers.InputLayer, keras.layers.Flatten, keras.layers.Dropout)):

@@ -30,6 +30,8 @@ EVALUATION = "evaluation.json"
 FIGURES = "figures"
 REPORT = "report.html"
 EVALUATIONS = "evaluations"
+# Written by `mnistlab export`: <model>.onnx, <model>.int8.onnx, <model>.keras, ...
+EXPORTS = "exports"
 # Training state for resuming; deleted once the run is finished.
 BACKUP = "backup"
 EARLY_STOPPING_STATE = "early_stopping"

@@ -51,8 +51,9 @@ class TFServingResponse(BaseModel):
 
 
 class Metadata(BaseModel):
-    run: str
-    preset: str
+    run: str | None
+    preset: str | None
     model_file: str
-    test_accuracy: float
+    engine: str
+    test_accuracy: float | None
     input_shape: list[int]

@@ -58,8 +58,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         # One image is a few small matrix products: BLAS threads only contend with the
         # request threads for the cores (+18% requests/s at one thread, serve_load.py).
         blas = threadpool_limits(limits=1, user_api="blas")
-        app.state.predictor = Predictor.from_run(config.run, config.model)
-        app.state.metadata = _metadata(config)
+        app.state.predictor = Predictor.load(Path(config.run), config.model, config.engine)
+        app.state.metadata = _metadata(config, app.state.predictor)
         yield
         blas.restore_original_limits()
 
@@ -201,14 +201,24 @@ def _validation_detail(error: ValidationError) -> list[dict]:
     ]
 
 
-def _metadata(config: ServeConfig) -> Metadata:
-    run_dir = Path(config.run)
-    record = runs.read_json(run_dir / runs.CONFIG)
-    metrics = runs.read_json(run_dir / runs.METRICS)
+def _metadata(config: ServeConfig, predictor: Predictor) -> Metadata:
+    """What is served. An .onnx file names its run in the record export wrote beside it."""
+    target = Path(config.run)
+    if target.suffix == ".onnx":
+        record_path = target.with_name(f"{target.name}.json")
+        export = runs.read_json(record_path) if record_path.is_file() else None
+        run_dir = Path(export["config"]["run"]) if export else None
+        accuracy = export and export.get("int8", export)
+        accuracy = accuracy and accuracy.get("accuracy", accuracy.get("export_accuracy"))
+    else:
+        run_dir = target
+        accuracy = runs.read_json(run_dir / runs.METRICS)["test_accuracy"]
+    has_run = run_dir is not None and (run_dir / runs.CONFIG).is_file()
     return Metadata(
-        run=str(run_dir),
-        preset=record["config"]["preset"],
-        model_file=config.model,
-        test_accuracy=metrics["test_accuracy"],
+        run=str(run_dir) if run_dir else None,
+        preset=runs.read_json(run_dir / runs.CONFIG)["config"]["preset"] if has_run else None,
+        model_file=predictor.source,
+        engine=predictor.engine,
+        test_accuracy=accuracy,
         input_shape=[28, 28],
     )

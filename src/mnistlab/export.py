@@ -1,0 +1,205 @@
+"""export_run(config, data): a run's model in another format, checked against Keras.
+
+Each export is written under a temporary name, run on the 10,000 test images, compared
+with the Keras model, and only then renamed into place: a failed check leaves nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import shutil
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from mnistlab import runs
+from mnistlab.config import ExportConfig
+from mnistlab.data import Mnist
+from mnistlab.errors import UserError
+from mnistlab.predict import Predictor
+
+SUFFIXES = {"onnx": ".onnx", "keras": ".keras", "h5": ".h5", "savedmodel": ".savedmodel"}
+# A float export may differ from Keras by rounding only.
+FLOAT_TOLERANCE = 1e-4
+CALIBRATION_IMAGES = 1000
+
+
+class ExportError(UserError, RuntimeError):
+    """An export that cannot be made, or that does not compute what the Keras model does."""
+
+
+def default_path(config: ExportConfig) -> Path:
+    return Path(config.run) / runs.EXPORTS / f"{config.model}{SUFFIXES[config.format]}"
+
+
+def int8_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.int8.onnx")
+
+
+def export_run(config: ExportConfig, data: Mnist) -> dict[str, typing.Any]:
+    """Write, check and record the export; returns the record (also saved as <file>.json)."""
+    _require_packages(config)
+    reference = Predictor.from_run(Path(config.run), config.model)
+    x_test, y_test = data.x_test, data.y_test
+    expected = reference.predict_proba(x_test)
+    out = Path(config.out) if config.out else default_path(config)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    with _atomic(out) as tmp:
+        _write(reference.model, config.format, tmp)
+        got = _load(tmp, config.format).predict_proba(x_test)
+        difference = float(np.abs(got - expected).max())
+        if not difference <= FLOAT_TOLERANCE:
+            raise ExportError(
+                f"the {config.format} export differs from Keras by up to {difference:.2e} "
+                f"(allowed {FLOAT_TOLERANCE:g}); nothing was written"
+            )
+    record = {
+        "config": config.to_dict(),
+        "path": str(out),
+        "bytes": _size(out),
+        "max_abs_difference": difference,
+        "keras_accuracy": _accuracy(expected, y_test),
+        "export_accuracy": _accuracy(got, y_test),
+        "keras_version": keras.__version__,
+        "backend": keras.backend.backend(),
+    }
+    if config.quantize:
+        quantized = int8_path(out)
+        with runs.atomic_path(quantized) as tmp:
+            _quantize(out, tmp, config.quantize, data)
+            got_int8 = Predictor.from_onnx(tmp).predict_proba(x_test)
+        record["int8"] = {
+            "path": str(quantized),
+            "method": config.quantize,
+            "bytes": _size(quantized),
+            "size_ratio": _size(out) / _size(quantized),
+            "accuracy": _accuracy(got_int8, y_test),
+            "max_abs_difference": float(np.abs(got_int8 - expected).max()),
+        }
+    runs.write_json(out.with_name(f"{out.name}.json"), record)
+    return record
+
+
+# Packages each format needs, by Keras backend (ONNX Runtime runs the check).
+_NEEDS = {
+    ("onnx", "jax"): ("jax2onnx", "onnx", "onnxruntime"),
+    ("onnx", "tensorflow"): ("tf2onnx", "onnxruntime"),
+    ("onnx", "torch"): ("onnxscript", "onnxruntime"),
+    ("savedmodel", "jax"): ("tensorflow",),
+    ("savedmodel", "tensorflow"): ("tensorflow",),
+    ("savedmodel", "torch"): ("tensorflow",),
+}
+
+
+def _require_packages(config: ExportConfig) -> None:
+    needed = _NEEDS.get((config.format, keras.backend.backend()), ())
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ExportError(
+            f"--format {config.format} on the {keras.backend.backend()} backend needs "
+            f"{' and '.join(missing)}: pip install {' '.join(missing)}"
+        )
+
+
+def _write(model: keras.Model, fmt: str, path: Path) -> None:
+    if fmt in ("keras", "h5"):
+        model.save(path)
+        return
+    model(np.zeros((1, 28, 28), np.float32))  # Keras exports only a model that was called
+    if fmt == "onnx":
+        import onnx
+
+        model.export(str(path), format="onnx", verbose=False)
+        # jax2onnx moves tensors over 1 MB to a .data file beside, named after the temporary
+        # file; one self-contained file is what a deployment wants (and can be renamed).
+        onnx.save_model(onnx.load(path), path)
+        path.with_name(f"{path.name}.data").unlink(missing_ok=True)
+    else:
+        model.export(str(path), format="tf_saved_model", verbose=False)
+
+
+def _load(path: Path, fmt: str) -> Predictor:
+    if fmt == "onnx":
+        return Predictor.from_onnx(path)
+    if fmt in ("keras", "h5"):
+        return Predictor.from_keras_file(path)
+    return _SavedModel(path)
+
+
+class _SavedModel:
+    """A TF SavedModel's serving function, with predict_proba like a Predictor."""
+
+    def __init__(self, path: Path):
+        import tensorflow as tf
+
+        self.serve = tf.saved_model.load(str(path)).serve
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float32) / 255.0
+        return np.concatenate([np.asarray(self.serve(batch)) for batch in np.array_split(x, 10)])
+
+
+def _quantize(source: Path, target: Path, method: str, data: Mnist) -> None:
+    from onnxruntime import quantization
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    # ONNX Runtime's recommended first step: shape inference and graph optimisation.
+    prepared = target.with_name(f"{target.name}.prepared.onnx")
+    try:
+        quant_pre_process(source, prepared, skip_symbolic_shape=True)
+        _quantize_prepared(quantization, prepared, target, method, data)
+    finally:
+        prepared.unlink(missing_ok=True)
+
+
+def _quantize_prepared(quantization, source: Path, target: Path, method: str, data: Mnist) -> None:
+    if method == "int8":
+        quantization.quantize_dynamic(source, target, weight_type=quantization.QuantType.QInt8)
+        return
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(data.x_train), CALIBRATION_IMAGES, replace=False)
+    images = data.x_train[rows].astype(np.float32) / 255.0
+    name = Predictor.from_onnx(source).session.get_inputs()[0].name
+
+    class Calibration(quantization.CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(images[i : i + 100] for i in range(0, len(images), 100))
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {name: batch}
+
+    quantization.quantize_static(source, target, Calibration(), per_channel=True)
+
+
+def _accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    return float((probabilities.argmax(axis=1) == labels).mean())
+
+
+def _size(path: Path) -> int:
+    path = Path(path)
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+@contextlib.contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """runs.atomic_path, also for a SavedModel folder."""
+    if path.suffix != SUFFIXES["savedmodel"]:
+        with runs.atomic_path(path) as tmp:
+            yield tmp
+        return
+    tmp = path.with_name(f".{path.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
