@@ -32,11 +32,11 @@ def build_ensemble(members: list[keras.Model]) -> keras.Model:
 def make_ensemble(config: EnsembleConfig, data: Mnist, run_dir: Path) -> dict[str, typing.Any]:
     """Assemble, save and test the ensemble; returns its metrics.json."""
     members = [runs.require_finished(Path(m)) for m in config.members]
-    models = [Predictor.from_run(m, config.model).model for m in members]
+    predictors = [Predictor.from_run(m, config.model) for m in members]
     member_metrics = [runs.read_json(m / runs.METRICS) for m in members]
     run_dir = Path(run_dir)
     runs.start(run_dir, run_record(config, data))
-    model = build_ensemble(models)
+    model = build_ensemble([p.model for p in predictors])
     with runs.atomic_path(run_dir / runs.FINAL_MODEL) as tmp:
         model.save(tmp)
     runs.write_json(run_dir / runs.HISTORY, [])
@@ -47,7 +47,11 @@ def make_ensemble(config: EnsembleConfig, data: Mnist, run_dir: Path) -> dict[st
     metrics = {
         "test_accuracy": float(test["accuracy"]),
         "test_loss": float(test["loss"]),
-        "member_test_accuracy": [m["test_accuracy"] for m in member_metrics],
+        # Of the member model files used (final or best), on these test images.
+        "member_test_accuracy": [
+            float((p.predict_proba(data.x_test).argmax(1) == data.y_test).mean())
+            for p in predictors
+        ],
         # What the ensemble cost to train: all its members' epochs and seconds.
         "epochs_run": sum(m["epochs_run"] for m in member_metrics),
         "training_seconds": sum(m["training_seconds"] for m in member_metrics),
