@@ -23,7 +23,7 @@ import numpy as np
 from mnistlab import runs
 from mnistlab.config import ExportConfig
 from mnistlab.data import load_mnist
-from mnistlab.export import export_run, int8_path
+from mnistlab.export import export_run
 from mnistlab.predict import Predictor
 
 
@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     data = load_mnist(args.data)
     onnx_path = args.run / runs.EXPORTS / "final.onnx"
-    if not int8_path(onnx_path).is_file():
+    if not runs.int8_path(onnx_path).is_file():
         export_run(ExportConfig(run=str(args.run), quantize="int8"), data)
 
     keras_ = Predictor.from_run(args.run)
@@ -48,7 +48,7 @@ def main() -> None:
         "Keras model.predict": lambda x: keras_.model.predict(x, batch_size=1000, verbose=0),
         "Predictor.predict_proba": keras_.predict_proba,
         "ONNX Runtime, float": Predictor.from_onnx(onnx_path).predict_proba,
-        "ONNX Runtime, int8": Predictor.from_onnx(int8_path(onnx_path)).predict_proba,
+        "ONNX Runtime, int8": Predictor.from_onnx(runs.int8_path(onnx_path)).predict_proba,
     }
     weights = [w for w in keras_.model.get_weights() if w.ndim == 2]
     layers = {type(layer).__name__ for layer in keras_.model.layers}

@@ -36,10 +36,6 @@ def default_path(config: ExportConfig) -> Path:
     return Path(config.run) / runs.EXPORTS / f"{config.model}{SUFFIXES[config.format]}"
 
 
-def int8_path(path: Path) -> Path:
-    return path.with_name(f"{path.stem}.int8.onnx")
-
-
 def export_run(config: ExportConfig, data: Mnist) -> dict[str, typing.Any]:
     """Write, check and record the export; returns the record (also saved as <file>.json)."""
     _require_packages(config)
@@ -69,7 +65,7 @@ def export_run(config: ExportConfig, data: Mnist) -> dict[str, typing.Any]:
         "backend": keras.backend.backend(),
     }
     if config.quantize:
-        quantized = int8_path(out)
+        quantized = runs.int8_path(out)
         with runs.atomic_path(quantized) as tmp:
             _quantize(out, tmp, config.quantize, data)
             got_int8 = Predictor.from_onnx(tmp).predict_proba(x_test)
@@ -81,7 +77,7 @@ def export_run(config: ExportConfig, data: Mnist) -> dict[str, typing.Any]:
             "accuracy": _accuracy(got_int8, y_test),
             "max_abs_difference": float(np.abs(got_int8 - expected).max()),
         }
-    runs.write_json(out.with_name(f"{out.name}.json"), record)
+    runs.write_json(runs.export_record_path(out), record)
     return record
 
 

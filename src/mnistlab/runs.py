@@ -59,6 +59,32 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def int8_path(onnx_path: Path) -> Path:
+    """Where `export --quantize` puts the int8 model of a float ONNX export."""
+    return onnx_path.with_name(f"{onnx_path.stem}.int8.onnx")
+
+
+def export_record_path(export_path: Path) -> Path:
+    """The record (config and check) that `mnistlab export` writes beside an export."""
+    return export_path.with_name(f"{export_path.name}.json")
+
+
+def export_record(onnx_path: Path) -> tuple[Path | None, float | None]:
+    """(run folder, test accuracy) of an exported ONNX file, float or int8, from its
+    export record; (None, None) for an ONNX file mnistlab did not write."""
+    onnx_path = Path(onnx_path)
+    if onnx_path.name.endswith(".int8.onnx"):
+        float_path = onnx_path.with_name(onnx_path.name.removesuffix(".int8.onnx") + ".onnx")
+        record_path, key = export_record_path(float_path), "int8"
+    else:
+        record_path, key = export_record_path(onnx_path), None
+    if not record_path.is_file():
+        return None, None
+    record = read_json(record_path)
+    accuracy = record[key]["accuracy"] if key else record["export_accuracy"]
+    return Path(record["config"]["run"]), accuracy
+
+
 def write_json(path: Path, obj: typing.Any) -> None:
     write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 

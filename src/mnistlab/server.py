@@ -205,11 +205,7 @@ def _metadata(config: ServeConfig, predictor: Predictor) -> Metadata:
     """What is served. An .onnx file names its run in the record export wrote beside it."""
     target = Path(config.run)
     if target.suffix == ".onnx":
-        record_path = target.with_name(f"{target.name}.json")
-        export = runs.read_json(record_path) if record_path.is_file() else None
-        run_dir = Path(export["config"]["run"]) if export else None
-        accuracy = export and export.get("int8", export)
-        accuracy = accuracy and accuracy.get("accuracy", accuracy.get("export_accuracy"))
+        run_dir, accuracy = runs.export_record(target)
     else:
         run_dir = target
         accuracy = runs.read_json(run_dir / runs.METRICS)["test_accuracy"]

@@ -90,8 +90,11 @@ def test_predict_with_onnx_agrees_with_keras(cli, onnx_export, default_run, mnis
         assert keras_["probability"] == pytest.approx(onnx_["probability"], abs=1e-4)
 
 
-def test_serving_an_onnx_file_never_imports_keras_or_jax(onnx_export):
-    path = onnx_export[0]
+@pytest.mark.parametrize("int8", [False, True])
+def test_serving_an_onnx_file_never_imports_keras_or_jax(onnx_export, int8):
+    path, record, _ = onnx_export
+    path = runs.int8_path(path) if int8 else path
+    accuracy = record["int8"]["accuracy"] if int8 else record["export_accuracy"]
     script = f"""
 import sys
 from fastapi.testclient import TestClient
@@ -102,11 +105,12 @@ with TestClient(create_app(ServeConfig(run={str(path)!r}))) as client:
     answer = client.post("/predict", json={{"pixels": one}})
     assert answer.status_code == 200, answer.text
     meta = client.get("/metadata").json()
-print(meta["engine"], meta["preset"], "keras" in sys.modules, "jax" in sys.modules)
+print(meta["engine"], meta["preset"], meta["test_accuracy"], "keras" in sys.modules,
+      "jax" in sys.modules)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["onnx", "deep-mlp", "False", "False"]
+    assert result.stdout.split() == ["onnx", "deep-mlp", str(accuracy), "False", "False"]
 
 
 def test_a_failed_check_writes_nothing(default_run, monkeypatch, tmp_path):
