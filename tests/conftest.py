@@ -75,6 +75,28 @@ def tiny_runs(tmp_path_factory):
     return made
 
 
+@pytest.fixture(scope="session")
+def conv_runs(tmp_path_factory):
+    """Two short real trainings of the cnn-basic preset and their ensemble:
+    {"cnn": run, "ensemble": run}, for what must hold on every kind of model."""
+    root = tmp_path_factory.mktemp("conv")
+    for seed in (0, 1):
+        result = subprocess.run(
+            [sys.executable, "-m", "mnistlab", "train", "--quiet", "--preset", "cnn-basic",
+             "--limit", "2000", "--epochs", "1", "--seed", str(seed),
+             "--run-dir", root / f"cnn{seed}"],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "mnistlab", "ensemble", root / "cnn0", root / "cnn1",
+         "--out", root / "ensemble"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return {"cnn": root / "cnn0", "ensemble": root / "ensemble"}
+
+
 @pytest.fixture
 def png_claiming():
     """A tiny PNG whose header claims any size: a decompression bomb's calling card."""

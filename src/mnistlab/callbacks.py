@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import typing
 from pathlib import Path
 
 import keras
@@ -14,6 +15,9 @@ import numpy as np
 from tensorboardX import SummaryWriter
 
 from mnistlab import runs
+
+# The variable that holds a keras.random.SeedGenerator's state (Dropout has one).
+SEED_STATE = "seed_generator_state"
 
 
 class TensorBoardLogger(keras.callbacks.Callback):
@@ -48,6 +52,32 @@ class TensorBoardLogger(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         for writer in self._writers.values():
             writer.close()
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Seed each epoch's randomness from (seed, epoch): the shuffle, every Dropout layer's
+    draws and the augmentation of `batches`.
+
+    Whatever ran before, an epoch then trains the same, so a run resumed after a kill
+    continues exactly as the uninterrupted run would have (BackupAndRestore restores the
+    weights and the optimizer, not the random state).
+    """
+
+    def __init__(self, seed: int, batches: typing.Any = None):
+        super().__init__()
+        self.seed, self.batches = seed, batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        entropy = np.random.SeedSequence([self.seed, epoch])
+        # Keras shuffles arrays with NumPy's global generator when the epoch's data starts.
+        np.random.seed(entropy.generate_state(1)[0])
+        generators = [v for v in self.model.variables if v.path.endswith(SEED_STATE)]
+        for generator, state in zip(
+            generators, entropy.spawn(len(generators)), strict=True
+        ):  # a SeedGenerator's state is (seed, draws so far)
+            generator.assign(np.array([state.generate_state(1)[0], 0], dtype=generator.dtype))
+        if self.batches is not None:
+            self.batches.set_epoch(epoch)
 
 
 class HistoryFile(keras.callbacks.Callback):

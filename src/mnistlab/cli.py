@@ -51,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"mnistlab: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:
+        if e.filename is None:  # not about a file the user named or owns: a bug
+            raise
+        # A read-only run folder, a full disk, a file where a folder should be.
+        print(f"mnistlab: error: {e.filename}: {e.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("mnistlab: interrupted", file=sys.stderr)
         return 130
@@ -461,14 +467,26 @@ def _add_serve(commands) -> None:
     p.add_argument("--host", default=defaults.host, help="address to bind (loopback by default)")
     p.add_argument("--port", type=int, default=defaults.port, help="TCP port")
     p.add_argument("--workers", type=int, default=defaults.workers, help="server processes")
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=defaults.max_batch,
+        help="most images in one model call; concurrent requests are merged up to this "
+        "(1: one call per request)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=defaults.request_timeout_seconds,
+        help="seconds a client has to send a whole request (headers and body) before its "
+        f"connection is closed; idle keep-alive connections close after "
+        f"{defaults.keep_alive_seconds} s",
+    )
     _model_option(p)
     _engine_option(p)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from mnistlab.predict import Predictor
-
-    Predictor.load(args.run, args.model, args.engine)  # fail here, in one line, not in uvicorn
     config = ServeConfig(
         run=str(args.run.resolve()),
         model=args.model,
@@ -476,20 +494,12 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        max_batch=args.max_batch,
+        request_timeout_seconds=args.request_timeout,
     )
-    import uvicorn
+    from mnistlab.server import serve
 
-    from mnistlab.server import CONFIG_ENV
-
-    os.environ[CONFIG_ENV] = config.to_json()  # read by each worker's app factory
-    uvicorn.run(
-        "mnistlab.server:create_app_from_env",
-        factory=True,
-        host=config.host,
-        port=config.port,
-        workers=config.workers,
-        log_level="warning",
-    )
+    serve(config)
     return 0
 
 
@@ -621,8 +631,11 @@ def _add_runs(commands) -> None:
 def _list_runs(args: argparse.Namespace) -> int:
     rows = []
     for run_dir in runs.finished_runs(args.root):
-        record = runs.read_json(run_dir / runs.CONFIG)
-        metrics = runs.read_json(run_dir / runs.METRICS)
+        try:
+            record, metrics = runs.read_config(run_dir), runs.read_metrics(run_dir)
+        except runs.RunError as e:  # one damaged run must not hide the others
+            print(f"mnistlab: warning: skipped {e}", file=sys.stderr)
+            continue
         rows.append(
             [
                 run_dir.name,

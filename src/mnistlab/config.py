@@ -289,6 +289,13 @@ class ServeConfig:
     workers: int = 1
     # Larger bodies get 413 before they are read: a phone photo fits, a flood does not.
     max_body_bytes: int = 8_000_000
+    # Most images in one model call of the inference thread, which merges concurrent
+    # requests (a TF Serving request holds up to 256); 1: every request its own call.
+    max_batch: int = 256
+    # A request must arrive whole (headers and body) within this many seconds, or its
+    # connection is closed; an idle keep-alive connection is closed after keep_alive.
+    request_timeout_seconds: float = 30.0
+    keep_alive_seconds: int = 5
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -299,6 +306,9 @@ class ServeConfig:
                 (0 < self.port < 65536, f"port must be in 1..65535, got {self.port}"),
                 (self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
                 (self.max_body_bytes >= 1, "max_body_bytes must be positive"),
+                (self.max_batch >= 1, f"max_batch must be >= 1, got {self.max_batch}"),
+                (self.request_timeout_seconds > 0, "request_timeout_seconds must be > 0"),
+                (self.keep_alive_seconds > 0, "keep_alive_seconds must be > 0"),
             ]
         )
 
@@ -307,7 +317,11 @@ class ServeConfig:
 
     @classmethod
     def from_json(cls, text: str) -> ServeConfig:
-        return cls(**json.loads(text))
+        values = json.loads(text)
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown serve config keys: {', '.join(unknown)}")
+        return cls(**values)
 
 
 PRESETS: dict[str, TrainConfig] = {

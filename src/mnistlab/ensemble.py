@@ -33,8 +33,18 @@ def make_ensemble(config: EnsembleConfig, data: Mnist, run_dir: Path) -> dict[st
     """Assemble, save and test the ensemble; returns its metrics.json."""
     members = [runs.require_finished(Path(m)) for m in config.members]
     predictors = [Predictor.from_run(m, config.model) for m in members]
-    member_metrics = [runs.read_json(m / runs.METRICS) for m in members]
-    run_dir = Path(run_dir)
+    member_metrics = [runs.read_metrics(m) for m in members]
+    with runs.locked(run_dir, "written"):
+        return _make_ensemble(config, data, Path(run_dir), predictors, member_metrics)
+
+
+def _make_ensemble(
+    config: EnsembleConfig,
+    data: Mnist,
+    run_dir: Path,
+    predictors: list[Predictor],
+    member_metrics: list[dict],
+) -> dict[str, typing.Any]:
     runs.start(run_dir, run_record(config, data))
     model = build_ensemble([p.model for p in predictors])
     with runs.atomic_path(run_dir / runs.FINAL_MODEL) as tmp:

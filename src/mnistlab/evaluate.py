@@ -42,7 +42,7 @@ def evaluate_run(run_dir: Path, digits: Digits, which: str = "final") -> tuple[d
     history = runs.read_json(run_dir / runs.HISTORY)
     figures = _figures(run_dir.name, history, metrics, digits, y_prob)
 
-    record = runs.read_json(run_dir / runs.CONFIG)
+    record = runs.read_config(run_dir)
     out = output_dir(run_dir, record, which, digits)
     (out / runs.FIGURES).mkdir(parents=True, exist_ok=True)
     for name, png in figures.items():
@@ -65,11 +65,11 @@ def compare_runs(run_dirs: list[Path], digits: Digits) -> tuple[list[dict], str]
         name = _unique(run_dir, histories)
         predictor = Predictor.from_run(run_dir)
         metrics = classification_metrics(digits.y, predictor.predict_proba(digits.x))
-        run_metrics = runs.read_json(run_dir / runs.METRICS)
+        run_metrics = runs.read_metrics(run_dir)
         rows.append(
             {
                 "run": name,
-                "model": runs.read_json(run_dir / runs.CONFIG)["config"]["preset"],
+                "model": runs.read_config(run_dir)["config"]["preset"],
                 "parameters": predictor.model.count_params(),
                 "epochs": run_metrics["epochs_run"],
                 "training seconds": round(run_metrics["training_seconds"], 1),

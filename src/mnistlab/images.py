@@ -7,8 +7,10 @@ photos, scans and drawings are not; this module makes them so. Pillow and SciPy 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -16,12 +18,24 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-from mnistlab.errors import UserError
+from mnistlab.errors import UserError, first_line
 
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF")
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
-# Decompression bombs: refuse images with more pixels than a 40-megapixel photo.
-MAX_PIXELS = 40_000_000
+# Refuse images that would decode to more pixels than this (a 6000x4000 photo; a JPEG
+# counts at the 1/2 to 1/8 scale it is decoded at). Decoded at 4 bytes a pixel and
+# converted once, the worst case stays under 200 MB (benchmarks/image_limits.py).
+MAX_PIXELS = 25_000_000
+# Larger images are reduced to this many pixels a side before any work on them: a digit
+# ends up 20 px tall, and a 1024-px image still gives it 50 or more.
+MAX_SIDE = 1024
+# Images over this many pixels take one of HEAVY_DECODES places to decode, so that a
+# burst of large images cannot hold more than that many full-size copies in memory.
+HEAVY_PIXELS = 4_000_000
+HEAVY_DECODES = 2
+_heavy_decodes = threading.BoundedSemaphore(HEAVY_DECODES)
+# Modes that Image.reduce averages meaningfully.
+REDUCIBLE_MODES = ("L", "LA", "La", "RGB", "RGBA", "RGBa", "I", "F", "CMYK", "YCbCr", "LAB")
 SIDE, BOX = 28, 20
 # Ink below this fraction of the strongest ink is background (paper grain, shadows).
 INK_THRESHOLD = 0.2
@@ -34,30 +48,38 @@ class ImageError(UserError):
 def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
     """Decode an image file into grayscale floats (H, W) in [0, 255], paper-white background.
 
-    Handles PNG, JPEG, BMP, GIF and TIFF in any mode: palette, 16-bit, and transparency
-    (composited on white, so a transparent background reads as paper).
+    Handles PNG, JPEG, BMP, GIF and TIFF in any mode: palette, 16-bit, CMYK, LAB, and
+    transparency (composited on white, so a transparent background reads as paper).
+    Images larger than MAX_SIDE are reduced while decoding (JPEG) or right after, before
+    any float copy: work and memory stay bounded, whatever the file's size.
     """
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)
+            image.draft(image.mode, (MAX_SIDE, MAX_SIDE))  # JPEG: decode at 1/2, 1/4, 1/8
             if image.width * image.height > MAX_PIXELS:
                 raise ImageError(
                     f"image of {image.width}x{image.height} pixels is over the "
                     f"{MAX_PIXELS:,}-pixel limit"
                 )
-            image.load()
+            heavy = image.width * image.height > HEAVY_PIXELS
+            with _heavy_decodes if heavy else contextlib.nullcontext():
+                image = _reduced(image)
+            image = ImageOps.exif_transpose(image)  # phone photos carry their rotation in EXIF
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"image over the {MAX_PIXELS:,}-pixel limit") from None
     except UnidentifiedImageError:
         raise ImageError("not an image in a supported format (PNG, JPEG, BMP, GIF, TIFF)") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise ImageError(f"damaged or truncated image ({e})") from None
-    image = ImageOps.exif_transpose(image)  # phone photos carry their rotation in EXIF
-    return _to_gray(image)
+    except Exception as e:  # Pillow raises many types on damaged files
+        raise ImageError(f"damaged or truncated image ({first_line(e)})") from None
+    try:
+        return _to_gray(image)
+    except Exception as e:  # a mode Pillow decodes but cannot convert
+        raise ImageError(f"unsupported image mode {image.mode} ({first_line(e)})") from None
 
 
 def to_mnist(gray: np.ndarray) -> np.ndarray:
@@ -101,18 +123,33 @@ def image_files(paths: list[Path]) -> list[Path]:
     return found
 
 
+def _reduced(image: Image.Image) -> Image.Image:
+    """The decoded image, box-averaged down to at most MAX_SIDE pixels a side."""
+    image.load()
+    factor = -(-max(image.size) // MAX_SIDE)
+    if factor <= 1:
+        return image
+    # Averaging palette indices or packed bits means nothing: convert those first.
+    if image.mode not in REDUCIBLE_MODES:
+        has_alpha = image.mode in ("PA", "LA", "RGBA") or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "I" if image.mode.startswith("I") else "L")
+    return image.reduce(factor)
+
+
 def _to_gray(image: Image.Image) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        pixels = np.asarray(image, dtype=np.float64)
+        pixels = np.asarray(image, dtype=np.float32)
         top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
         return (pixels / top * 255.0).clip(0, 255)
     if image.mode == "F":
-        return np.asarray(image, dtype=np.float64).clip(0, 255)
-    if image.mode in ("P", "PA", "LA", "RGBA", "La", "RGBa") or "transparency" in image.info:
+        return np.asarray(image, dtype=np.float32).clip(0, 255)
+    if image.mode == "LAB":  # L is lightness already; Pillow cannot convert LAB to L
+        return np.asarray(image.getchannel("L"), dtype=np.float32)
+    if image.mode in ("P", "PA", "LA", "La", "RGBA", "RGBa") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(paper, rgba)
-    return np.asarray(image.convert("L"), dtype=np.float64)
+    return np.asarray(image.convert("L"), dtype=np.float32)
 
 
 def _ink(gray: np.ndarray) -> np.ndarray:

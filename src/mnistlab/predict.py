@@ -7,6 +7,8 @@ imported only for the first: serving an ONNX file never loads Keras or JAX.
 from __future__ import annotations
 
 import os
+import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,13 +16,17 @@ import numpy as np
 
 from mnistlab import images, runs
 from mnistlab.config import ENGINES
-from mnistlab.errors import UserError
+from mnistlab.data import IMAGE_SHAPE, NUM_CLASSES
+from mnistlab.errors import UserError, first_line
 
 MODEL_FILES = {"final": runs.FINAL_MODEL, "best": runs.BEST_MODEL}
 PREDICT_BATCH_SIZE = 1000
 # Up to this many images, a Dense-only model runs in NumPy: model.predict costs
 # milliseconds per call in set-up alone (benchmarks/serve_load.py).
 FAST_PATH_MAX_BATCH = 64
+# Keras compiles its predict function once per batch shape (0.3-0.5 s for a CNN), so a
+# batch is padded up to one of these sizes: a dozen compilations, not one per size seen.
+BATCH_BUCKETS = (*(2**i for i in range(10)), PREDICT_BATCH_SIZE)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,9 @@ class Predictor:
         self.session = session
         self.engine = "keras" if model is not None else "onnx"
         self._dense = _dense_stack(model) if model is not None else None
+        # Keras' predict is not reentrant: on JAX it takes the variables out of the model
+        # while it runs, and a second thread then finds them gone, for good.
+        self._keras_lock = threading.Lock()
 
     @classmethod
     def load(cls, target: Path, which: str = "final", engine: str = "keras") -> Predictor:
@@ -81,11 +90,26 @@ class Predictor:
 
     @classmethod
     def from_keras_file(cls, path: Path) -> Predictor:
+        """A .keras file holding an MNIST classifier: (N, 28, 28) in, (N, 10) out."""
         import keras
 
         from mnistlab.models import MaxPool2x2
 
-        model = keras.saving.load_model(path, custom_objects={"MaxPool2x2": MaxPool2x2})
+        # Keras answers "File not found" for an empty or truncated file.
+        if not zipfile.is_zipfile(path):
+            raise ModelFileError(f"{path}: not a .keras model (empty, truncated or not a zip)")
+        try:
+            model = keras.saving.load_model(path, custom_objects={"MaxPool2x2": MaxPool2x2})
+        except Exception as e:  # Keras raises many types for a bad or unsafe file
+            raise ModelFileError(f"{path}: not a loadable Keras model ({first_line(e)})") from None
+        given = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+        gives = tuple(model.output_shape[1:]) if not isinstance(model.output_shape, list) else None
+        if given != IMAGE_SHAPE or gives != (NUM_CLASSES,):
+            raise ModelFileError(
+                f"{path}: a Keras model, but not an MNIST classifier: it takes "
+                f"{model.input_shape} and gives {model.output_shape}; expected (None, 28, 28) "
+                "and (None, 10)"
+            )
         return cls(str(path), model=model)
 
     @classmethod
@@ -102,8 +126,7 @@ class Predictor:
         try:
             session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own types for every kind of bad file
-            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise ModelFileError(f"{path}: not a loadable ONNX model ({reason})") from None
+            raise ModelFileError(f"{path}: not a loadable ONNX model ({first_line(e)})") from None
         inputs, outputs = session.get_inputs(), session.get_outputs()
         shapes = [list(i.shape) for i in inputs], [list(o.shape) for o in outputs]
         if (
@@ -122,9 +145,10 @@ class Predictor:
     def predict_proba(self, images_: np.ndarray) -> np.ndarray:
         """(N, 28, 28) uint8 pixels, or floats already in [0, 1] -> (N, 10) probabilities.
 
-        Large batches go through model.predict (batch 1000) and agree with it exactly;
-        small ones through the NumPy path where the model allows (within float rounding).
-        An ONNX model runs in ONNX Runtime, 1000 images at a time.
+        Safe to call from several threads. Small batches of a Dense-only model run in
+        NumPy (equal to Keras within float rounding); others run the compiled Keras predict
+        function, 1000 images at a time, one call at a time. An ONNX model runs in ONNX
+        Runtime, 1000 images at a time.
         """
         x = images_.astype("float32") / 255.0 if images_.dtype == np.uint8 else images_
         x = x.astype("float32", copy=False)
@@ -134,10 +158,29 @@ class Predictor:
                 self.session.run(None, {name: x[i : i + PREDICT_BATCH_SIZE]})[0]
                 for i in range(0, len(x), PREDICT_BATCH_SIZE)
             ]
-            return np.concatenate(batches) if batches else np.zeros((0, 10), np.float32)
+            return np.concatenate(batches) if batches else np.zeros((0, NUM_CLASSES), np.float32)
         if self._dense is not None and len(x) <= FAST_PATH_MAX_BATCH:
             return _dense_forward(self._dense, x)
-        return np.asarray(self.model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0))
+        batches = [x[i : i + PREDICT_BATCH_SIZE] for i in range(0, len(x), PREDICT_BATCH_SIZE)]
+        with self._keras_lock:
+            probabilities = [self._keras_batch(batch) for batch in batches]
+        return np.concatenate(probabilities) if batches else np.zeros((0, NUM_CLASSES), np.float32)
+
+    def _keras_batch(self, x: np.ndarray) -> np.ndarray:
+        """One compiled call on x padded with blank rows to a bucket size (rows are
+        independent at inference, BatchNorm included)."""
+        size = next(b for b in BATCH_BUCKETS if b >= len(x))
+        padded = np.zeros((size, *x.shape[1:]), np.float32)
+        padded[: len(x)] = x
+        return np.asarray(self.model.predict_on_batch(padded))[: len(x)]
+
+    def warm_up(self, max_batch: int) -> None:
+        """Compile the Keras predict function for every batch size up to `max_batch`, so
+        that no request waits for a compilation."""
+        for size in BATCH_BUCKETS:
+            self.predict_proba(np.zeros((size, *IMAGE_SHAPE), np.float32))
+            if size >= max_batch:
+                return
 
     def predict_digits(self, digits: np.ndarray, min_confidence: float = 0.0) -> list[Prediction]:
         """Preprocessed (N, 28, 28) digits -> a Prediction each; unsure below min_confidence."""
@@ -179,7 +222,12 @@ def _dense_stack(model) -> list[tuple[np.ndarray, np.ndarray, str]] | None:
         name = keras.activations.serialize(layer.activation)
         if name not in ("relu", "softmax", "linear"):
             return None
-        kernel, bias = (np.asarray(w, dtype=np.float32) for w in layer.get_weights())
+        kernel = keras.ops.convert_to_numpy(layer.kernel).astype(np.float32)
+        bias = (
+            keras.ops.convert_to_numpy(layer.bias).astype(np.float32)
+            if layer.use_bias
+            else np.zeros(kernel.shape[1], np.float32)
+        )
         stack.append((kernel, bias, name))
     return stack if stack and stack[-1][2] == "softmax" else None
 

@@ -7,6 +7,7 @@ point before that is recognisably incomplete and is resumed, never mistaken for 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from mnistlab.errors import UserError
+from mnistlab.errors import UserError, first_line
 
 CONFIG = "config.json"
 HISTORY = "history.json"
@@ -35,12 +36,40 @@ EXPORTS = "exports"
 # Training state for resuming; deleted once the run is finished.
 BACKUP = "backup"
 EARLY_STOPPING_STATE = "early_stopping"
+# Locked by the process writing the run; holds its PID.
+LOCK = ".lock"
 
 DEFAULT_ROOT = Path("runs")
 
 
 class RunError(UserError, RuntimeError):
     """A run directory that cannot be used for what was asked."""
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path, doing: str = "trained") -> Iterator[Path]:
+    """Hold the run folder (created if need be) for this process, or fail at once with a
+    RunError that names the process holding it.
+
+    An flock: the kernel releases it when its process ends, however it ends, so the lock
+    of a killed run never stands in the way of resuming it.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir} is a file, not a run folder; choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise RunError(f"{run_dir} is being {doing} by PID {holder}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield run_dir
+    finally:
+        os.close(fd)  # releases the lock; the file stays, so no other process races on it
 
 
 @contextlib.contextmanager
@@ -95,7 +124,37 @@ def write_bytes(path: Path, content: bytes) -> None:
 
 
 def read_json(path: Path) -> typing.Any:
-    return json.loads(Path(path).read_text())
+    """A JSON file mnistlab wrote; a RunError naming the file if it is not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise RunError(f"{path}: damaged, not valid JSON ({first_line(e)})") from None
+
+
+def read_config(run_dir: Path) -> dict[str, typing.Any]:
+    """A run's config.json, checked for what every reader of it needs."""
+    path = Path(run_dir) / CONFIG
+    record = read_json(path)
+    config = record.get("config") if isinstance(record, dict) else None
+    if not (
+        isinstance(config, dict)
+        and isinstance(config.get("preset"), str)
+        and isinstance(record.get("data_sha256"), str)
+    ):
+        raise RunError(f"{path}: damaged, not a mnistlab run config (no config.preset or data)")
+    return record
+
+
+def read_metrics(run_dir: Path) -> dict[str, typing.Any]:
+    """A finished run's metrics.json, checked for what every reader of it needs."""
+    path = Path(run_dir) / METRICS
+    metrics = read_json(path)
+    numbers = ("test_accuracy", "epochs_run", "training_seconds")
+    if not (
+        isinstance(metrics, dict) and all(isinstance(metrics.get(k), (int, float)) for k in numbers)
+    ):
+        raise RunError(f"{path}: damaged, lacks one of {', '.join(numbers)}")
+    return metrics
 
 
 def new_run_dir(root: Path, preset: str, now: datetime | None = None) -> Path:
@@ -124,7 +183,7 @@ def start(run_dir: Path, record: dict[str, typing.Any]) -> bool:
     if is_finished(run_dir):
         raise RunError(f"{run_dir} is a finished run; choose another --run-dir")
     if config_path.is_file():
-        saved = read_json(config_path)
+        saved = read_config(run_dir)
         record = json.loads(json.dumps(record))  # compare as saved: tuples become lists
         differ = [k for k in record["config"] if saved["config"].get(k) != record["config"][k]]
         if saved.get("data_sha256") != record["data_sha256"]:
@@ -135,7 +194,7 @@ def start(run_dir: Path, record: dict[str, typing.Any]) -> bool:
                 "resume it with the same options or choose another --run-dir"
             )
         return True
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir()):
         raise RunError(f"{run_dir} exists and is not a mnistlab run; choose another --run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(config_path, record)
@@ -172,7 +231,10 @@ def find_run(root: Path, config: dict[str, typing.Any], data_sha256: str) -> Pat
     """The newest finished run under `root` trained with this config on this data."""
     wanted = json.loads(json.dumps(config))  # as saved: tuples become lists
     for run_dir in finished_runs(root):
-        record = read_json(run_dir / CONFIG)
+        try:
+            record = read_config(run_dir)
+        except RunError:  # a damaged run matches nothing
+            continue
         if record.get("config") == wanted and record.get("data_sha256") == data_sha256:
             return run_dir
     return None

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # A pixel of an already MNIST-style digit: finite, in [0, 1].
-Pixel = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Pixel = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
 Row = Annotated[list[Pixel], Field(min_length=28, max_length=28)]
 Digit = Annotated[list[Row], Field(min_length=28, max_length=28)]
 Flat = Annotated[list[Pixel], Field(min_length=784, max_length=784)]

@@ -1,29 +1,40 @@
-"""The HTTP API and the drawing page: create_app(config) -> FastAPI.
+"""The HTTP API and the drawing page: create_app(config) -> FastAPI; serve(config) runs it.
 
-The model loads once, in the lifespan; the predictor is a dependency that tests
-override. Prediction routes are plain `def` (FastAPI runs them in its thread pool, off
-the event loop); only reading the request body is async.
+The model loads once, in the lifespan; one inference thread runs it on the requests'
+images, batched (mnistlab.batcher). The predictor is a dependency that tests override.
+Routes are plain `def` (FastAPI runs them in its thread pool, off the event loop); only
+reading the request body is async.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import importlib.resources
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from swagger_ui_bundle import swagger_ui_path
 from threadpoolctl import threadpool_limits
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mnistlab import images, runs
+from mnistlab.batcher import Batcher
 from mnistlab.config import ServeConfig
+from mnistlab.data import IMAGE_SHAPE
 from mnistlab.predict import Predictor
 from mnistlab.schemas import (
     Metadata,
@@ -35,6 +46,7 @@ from mnistlab.schemas import (
 
 # Environment variable through which `mnistlab serve` hands its config to uvicorn workers.
 CONFIG_ENV = "MNISTLAB_SERVE_CONFIG"
+DOCS_ASSETS = "/docs-assets"
 PREDICT_BODY = {
     "requestBody": {
         "required": True,
@@ -58,17 +70,42 @@ def create_app(config: ServeConfig) -> FastAPI:
         # One image is a few small matrix products: BLAS threads only contend with the
         # request threads for the cores (+18% requests/s at one thread, serve_load.py).
         blas = threadpool_limits(limits=1, user_api="blas")
-        app.state.predictor = Predictor.load(Path(config.run), config.model, config.engine)
-        app.state.metadata = _metadata(config, app.state.predictor)
+        predictor = Predictor.load(Path(config.run), config.model, config.engine)
+        # Compile now every batch shape the inference thread can send, not on a request.
+        predictor.warm_up(config.max_batch)
+        batcher = Batcher(predictor.predict_proba, config.max_batch)
+        app.state.predictor = batcher
+        app.state.metadata = _metadata(config, predictor)
         yield
+        batcher.close()
         blas.restore_original_limits()
 
     app = FastAPI(
         title="mnistlab",
         summary="Handwritten digit recognition with a model trained by mnistlab.",
         lifespan=lifespan,
+        # Served from the swagger-ui-bundle package, so /docs works without internet.
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input, which may be a whole batch, or a NaN
+        # that JSON cannot encode (a 500).
+        return JSONResponse({"detail": _error_detail(error.errors())}, status_code=422)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -84,12 +121,12 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.post("/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODY)
     def predict(digit: DigitInput, predictor: PredictorDep) -> Response:
-        (answer,) = predictor.predict_digits(digit[None])
+        (probabilities,) = predictor.predict_proba(digit[None])
         body = PredictResponse(
-            digit=answer.digit,
-            probability=answer.probability,
-            probabilities=answer.probabilities,
-            preprocessed=np.round(answer.preprocessed, 4).tolist(),
+            digit=int(probabilities.argmax()),
+            probability=float(probabilities.max()),
+            probabilities=probabilities.tolist(),
+            preprocessed=np.round(digit, 4).tolist(),
         )
         # Serialised here: FastAPI would validate the 28x28 answer again against
         # response_model, a quarter of the route's time (benchmarks/serve_load.py).
@@ -98,11 +135,30 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.post("/v1/models/mnist:predict", response_model=TFServingResponse)
     def tf_serving_predict(body: TFServingRequest, predictor: PredictorDep) -> Response:
         # Instances may mix the 28x28 and the flat 784 layouts.
-        batch = np.stack([np.asarray(i, np.float32).reshape(28, 28) for i in body.instances])
+        batch = np.stack([np.asarray(i, np.float32).reshape(IMAGE_SHAPE) for i in body.instances])
         answer = TFServingResponse(predictions=predictor.predict_proba(batch).tolist())
         return Response(answer.model_dump_json(), media_type="application/json")
 
     return app
+
+
+def serve(config: ServeConfig) -> None:
+    """Run the app under uvicorn until interrupted, with the time limits the README gives."""
+    import uvicorn
+
+    # Fail here, in one line, rather than with a traceback in each worker's start-up.
+    _metadata(config, Predictor.load(Path(config.run), config.model, config.engine))
+    os.environ[CONFIG_ENV] = config.to_json()  # read by each worker's app factory
+    uvicorn.run(
+        "mnistlab.server:create_app_from_env",
+        factory=True,
+        host=config.host,
+        port=config.port,
+        workers=config.workers,
+        http=RequestDeadline,
+        timeout_keep_alive=config.keep_alive_seconds,
+        log_level="warning",
+    )
 
 
 def create_app_from_env() -> FastAPI:
@@ -110,7 +166,50 @@ def create_app_from_env() -> FastAPI:
     return create_app(ServeConfig.from_json(os.environ[CONFIG_ENV]))
 
 
-def get_predictor(request: Request) -> Predictor:
+class RequestDeadline(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, but a request must arrive whole (headers and body) within
+    the configured seconds of its first byte or of the connection, else the connection
+    is closed. uvicorn itself times out only idle keep-alive connections, so a client that
+    sends nothing, or a byte a minute, would hold its socket forever."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._seconds = _request_timeout()
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._disarm()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self._seconds, self.transport.close)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+
+@functools.cache
+def _request_timeout() -> float:
+    return ServeConfig.from_json(os.environ[CONFIG_ENV]).request_timeout_seconds
+
+
+def get_predictor(request: Request) -> Batcher | Predictor:
+    """What the routes call `predict_proba` on: the inference thread's batcher."""
     return request.app.state.predictor
 
 
@@ -119,26 +218,26 @@ async def read_digit(request: Request) -> np.ndarray:
 
     Async only to read the body; decoding and preprocessing run in the thread pool.
     """
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
         form = await request.form()
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise HTTPException(422, "multipart body needs a 'file' part holding the image")
-        data = await upload.read()
+        uploads = form.getlist("file")
+        if len(uploads) != 1 or isinstance(uploads[0], str):
+            raise HTTPException(422, "multipart body needs exactly one 'file' part: the image")
+        data = await uploads[0].read()
         return await run_in_threadpool(_digit_from_image, data)
-    if content_type.startswith("application/json"):
+    if media_type == "application/json":
         try:
             body = PredictJSON.model_validate_json(await request.body())
         except ValidationError as e:
-            raise HTTPException(422, _validation_detail(e)) from None
+            raise RequestValidationError(e.errors()) from None
         if body.pixels is not None:
             return np.array(body.pixels, dtype=np.float32)
         return await run_in_threadpool(_digit_from_image, _b64decode(body.image))
     raise HTTPException(415, "send multipart/form-data with a 'file', or application/json")
 
 
-PredictorDep = Annotated[Predictor, Depends(get_predictor)]
+PredictorDep = Annotated[Batcher | Predictor, Depends(get_predictor)]
 DigitInput = Annotated[np.ndarray, Depends(read_digit)]
 
 
@@ -194,11 +293,9 @@ def _b64decode(text: str) -> bytes:
         raise HTTPException(400, "'image' is not valid base64") from None
 
 
-def _validation_detail(error: ValidationError) -> list[dict]:
-    return [
-        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-        for e in error.errors(include_url=False, include_context=False, include_input=False)
-    ]
+def _error_detail(errors: Iterable[dict]) -> list[dict]:
+    """Where and why, without the input: it may be large, or not encodable as JSON."""
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
 
 
 def _metadata(config: ServeConfig, predictor: Predictor) -> Metadata:
@@ -208,13 +305,14 @@ def _metadata(config: ServeConfig, predictor: Predictor) -> Metadata:
         run_dir, accuracy = runs.export_record(target)
     else:
         run_dir = target
-        accuracy = runs.read_json(run_dir / runs.METRICS)["test_accuracy"]
+        accuracy = runs.read_metrics(run_dir)["test_accuracy"]
     has_run = run_dir is not None and (run_dir / runs.CONFIG).is_file()
+    # Names only: the server's own paths are no business of its clients.
     return Metadata(
-        run=str(run_dir) if run_dir else None,
-        preset=runs.read_json(run_dir / runs.CONFIG)["config"]["preset"] if has_run else None,
-        model_file=predictor.source,
+        run=run_dir.name if run_dir else None,
+        preset=runs.read_config(run_dir)["config"]["preset"] if has_run else None,
+        model_file=Path(predictor.source).name,
         engine=predictor.engine,
         test_accuracy=accuracy,
-        input_shape=[28, 28],
+        input_shape=list(IMAGE_SHAPE),
     )

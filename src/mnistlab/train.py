@@ -15,6 +15,7 @@ from mnistlab import __version__, runs
 from mnistlab.augment import augment_batch
 from mnistlab.callbacks import (
     AtomicModelCheckpoint,
+    EpochSeeds,
     HistoryFile,
     ResumableEarlyStopping,
     TensorBoardLogger,
@@ -73,14 +74,13 @@ class AugmentedBatches(keras.utils.PyDataset):
     """Training batches, shuffled and freshly distorted every epoch.
 
     Each batch's randomness comes from (seed, epoch, batch): reproducible, and the same
-    whatever order or thread the batches are made in.
+    whatever order or thread the batches are made in. EpochSeeds sets the epoch.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
         super().__init__()
         self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
-        self.epoch = 0
-        self._shuffle()
+        self.set_epoch(0)
 
     def __len__(self) -> int:
         return -(-len(self.x) // self.batch_size)
@@ -90,12 +90,9 @@ class AugmentedBatches(keras.utils.PyDataset):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         return augment_batch(self.x[rows], rng), self.y[rows]
 
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self._shuffle()
-
-    def _shuffle(self) -> None:
-        self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.x))
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.order = np.random.default_rng((self.seed, epoch)).permutation(len(self.x))
 
 
 def fit(config: TrainConfig, data: Mnist, callbacks: list, verbose: int | str = 0) -> keras.Model:
@@ -125,9 +122,11 @@ def fit(config: TrainConfig, data: Mnist, callbacks: list, verbose: int | str = 
     )
     if config.augment:
         batches = AugmentedBatches(x_train, y_train, config.batch_size, config.seed)
+        callbacks = [EpochSeeds(config.seed, batches), *callbacks]
         model.fit(batches, validation_data=validation, epochs=config.epochs,
                   callbacks=callbacks, verbose=verbose)  # fmt: skip
     else:
+        callbacks = [EpochSeeds(config.seed), *callbacks]
         model.fit(x_train, y_train, validation_data=validation, epochs=config.epochs,
                   batch_size=config.batch_size, callbacks=callbacks, verbose=verbose)  # fmt: skip
     return model
@@ -158,8 +157,15 @@ def fit_and_validate(
 def train(
     config: TrainConfig, data: Mnist, run_dir: Path, verbose: int | str = "auto"
 ) -> dict[str, typing.Any]:
-    """Train, checkpoint and evaluate one model; resume if `run_dir` holds an unfinished run."""
-    run_dir = Path(run_dir)
+    """Train, checkpoint and evaluate one model; resume if `run_dir` holds an unfinished run.
+
+    The run folder is locked meanwhile: a second process gets a RunError, not a share.
+    """
+    with runs.locked(run_dir):
+        return _train(config, data, Path(run_dir), verbose)
+
+
+def _train(config: TrainConfig, data: Mnist, run_dir: Path, verbose: int | str) -> dict:
     runs.start(run_dir, run_record(config, data))
     history_path = run_dir / runs.HISTORY
     done = runs.read_json(history_path) if history_path.is_file() else []

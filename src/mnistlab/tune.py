@@ -24,7 +24,7 @@ import sqlalchemy.exc
 from mnistlab import plots
 from mnistlab.config import PRESETS, TrainConfig, TuneConfig
 from mnistlab.data import Mnist
-from mnistlab.errors import UserError
+from mnistlab.errors import UserError, first_line
 from mnistlab.train import fit_and_validate
 
 STUDIES = "studies"
@@ -112,34 +112,39 @@ def open_study(config: TuneConfig, root: Path) -> optuna.Study:
     url = storage_url(config.study, config.storage, root)
     if config.storage is None:
         study_dir(root, config.study).mkdir(parents=True, exist_ok=True)
-    for attempt in range(OPEN_ATTEMPTS - 1):
-        try:
-            return _open_study(config, url)
-        except sqlalchemy.exc.IntegrityError:
-            # Workers started together race to create Optuna's tables in an empty
-            # database; the loser finds them made on its next try.
-            time.sleep(1 + attempt)
-    return _open_study(config, url)
+    with _storage_errors(url):
+        for attempt in range(OPEN_ATTEMPTS - 1):
+            try:
+                return _open_study(config, url)
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
+                # Workers started together race to create Optuna's tables in an empty
+                # database (PostgreSQL: IntegrityError; SQLite: "table ... already
+                # exists"); the loser finds them made on its next try.
+                if isinstance(e, sqlalchemy.exc.OperationalError) and "already exists" not in str(
+                    e
+                ):
+                    raise
+                time.sleep(1 + attempt)
+        return _open_study(config, url)
 
 
 def _open_study(config: TuneConfig, url: str) -> optuna.Study:
-    with _storage_errors(url):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
-            )
-        study = optuna.create_study(
-            study_name=config.study,
-            storage=storage,
-            sampler=_sampler(config),
-            pruner=_pruner(config),
-            direction="maximize",
-            load_if_exists=True,
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(
+            url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
         )
-        # What the trials' parameters are relative to, for `train --from-study`.
-        study.set_user_attr(BASE_ATTR, dataclasses.asdict(base_config(config)))
-        return study
+    study = optuna.create_study(
+        study_name=config.study,
+        storage=storage,
+        sampler=_sampler(config),
+        pruner=_pruner(config),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    # What the trials' parameters are relative to, for `train --from-study`.
+    study.set_user_attr(BASE_ATTR, dataclasses.asdict(base_config(config)))
+    return study
 
 
 def load_study(name: str, storage: str | None, root: Path) -> optuna.Study:
@@ -189,11 +194,24 @@ def finished_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
+class SurplusTrial(Exception):
+    """Raised by a trial that a worker started when the study already had enough."""
+
+
+def _claimed(study: optuna.Study, before: int | None = None) -> int:
+    """Finished and running trials (numbered below `before`): the slots already taken."""
+    trials = study.get_trials(deepcopy=False, states=(*FINISHED, optuna.trial.TrialState.RUNNING))
+    return sum(1 for t in trials if before is None or t.number < before)
+
+
 def objective(config: TuneConfig, data: Mnist) -> Callable[[optuna.Trial], float]:
     """Mean over `repeats` trainings of the best validation accuracy; pruned on the way."""
     base = base_config(config)
 
     def run_trial(trial: optuna.Trial) -> float:
+        # Two workers can start the last trial at once; the later-numbered one stands down.
+        if _claimed(study=trial.study, before=trial.number) >= config.trials:
+            raise SurplusTrial(f"trial {trial.number}: the study has its {config.trials} trials")
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         start = time.perf_counter()
@@ -224,24 +242,27 @@ def run_study(
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
     progress: bool = True,
 ) -> optuna.Study:
-    """Run trials until the study holds `config.trials` finished ones (or the timeout)."""
+    """Run trials until the study holds `config.trials` finished ones (or the timeout).
+
+    However many workers share the study, it ends with exactly that many: a worker starts
+    a trial only while finished and running ones are fewer. Should two start the last
+    one at the same moment, the later is recorded as FAIL (SurplusTrial) and not counted.
+    """
+    from tqdm import tqdm
+
     study = open_study(config, root)
-    fail_dead_local_trials(study)
-    remaining = config.trials - finished_count(study)
-    if remaining <= 0:
-        return study
-    callbacks = [
-        optuna.study.MaxTrialsCallback(config.trials, states=FINISHED),
-        *([on_trial] if on_trial else []),
-    ]
-    study.optimize(
-        objective(config, data),
-        n_trials=remaining,
-        timeout=config.timeout,
-        callbacks=callbacks,
-        show_progress_bar=progress,
-    )
-    return study
+    deadline = None if config.timeout is None else time.monotonic() + config.timeout
+    run_trial = objective(config, data)
+    callbacks = [on_trial] if on_trial else []
+    with tqdm(total=config.trials, disable=not progress, unit="trial") as bar:
+        while True:
+            fail_dead_local_trials(study)  # their slots are free again
+            bar.update(finished_count(study) - bar.n)
+            if _claimed(study) >= config.trials:
+                return study
+            if deadline is not None and time.monotonic() >= deadline:
+                return study
+            study.optimize(run_trial, n_trials=1, callbacks=callbacks, catch=(SurplusTrial,))
 
 
 def study_record(study: optuna.Study, config: TuneConfig) -> dict[str, typing.Any]:
@@ -333,12 +354,8 @@ def _storage_errors(url: str):
     try:
         yield
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as e:
-        raise TuneError(f"malformed storage URL {url!r}: {_first_line(e)}") from e
+        raise TuneError(f"malformed storage URL {url!r}: {first_line(e)}") from e
     except sqlalchemy.exc.OperationalError as e:
-        raise TuneError(f"cannot reach the storage {url!r}: {_first_line(e)}") from e
+        raise TuneError(f"cannot reach the storage {url!r}: {first_line(e)}") from e
     except ImportError as e:
         raise TuneError(f"the storage {url!r} needs a driver that is not installed: {e}") from e
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0]

@@ -92,12 +92,8 @@ def test_tf_serving_format(client, tiny_runs, digits):
 
 def test_the_predictor_is_a_dependency_tests_can_replace(app, client):
     class Always7:
-        def predict_digits(self, digits, min_confidence=0.0):
-            from mnistlab.predict import Prediction
-
-            p = [0.0] * 10
-            p[7] = 1.0
-            return [Prediction(7, 1.0, p, d) for d in digits]
+        def predict_proba(self, digits):
+            return np.eye(10, dtype=np.float32)[[7] * len(digits)]
 
     app.dependency_overrides[get_predictor] = Always7
     try:
