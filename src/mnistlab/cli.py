@@ -219,7 +219,8 @@ def _train(args: argparse.Namespace) -> int:
     # Load and check the data before any run folder exists, so bad data leaves nothing.
     data = load_mnist(args.data)
     run_dir = args.run_dir or runs.new_run_dir(runs.DEFAULT_ROOT, config.preset)
-    if (run_dir / runs.CONFIG).is_file() and not runs.is_finished(run_dir):
+    unfinished = (run_dir / runs.CONFIG).is_file() and not runs.is_finished(run_dir)
+    if unfinished and runs.holder(run_dir) is None:
         print(f"mnistlab: resuming the interrupted run in {run_dir}", file=sys.stderr)
     from mnistlab.train import train  # Imports Keras: seconds, so only here.
 

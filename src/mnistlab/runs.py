@@ -63,13 +63,31 @@ def locked(run_dir: Path, doing: str = "trained") -> Iterator[Path]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise RunError(f"{run_dir} is being {doing} by PID {holder}") from None
+            raise RunError(f"{run_dir} is being {doing} by PID {_pid_in(fd)}") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield run_dir
     finally:
         os.close(fd)  # releases the lock; the file stays, so no other process races on it
+
+
+def holder(run_dir: Path) -> str | None:
+    """The PID of the process that holds the run folder's lock; None if none does."""
+    path = Path(run_dir) / LOCK
+    if not path.is_file():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return _pid_in(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_in(fd: int) -> str:
+    return os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
 
 
 @contextlib.contextmanager
@@ -209,12 +227,13 @@ def finish(run_dir: Path, metrics: dict[str, typing.Any]) -> None:
 
 
 def require_finished(run_dir: Path) -> Path:
-    """The run folder, if it holds a finished run; otherwise a RunError that says why."""
+    """The run folder, if it holds a finished run with sound records; else a RunError."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise RunError(f"{run_dir}: not a mnistlab run (no {CONFIG})")
     if not is_finished(run_dir):
         raise RunError(f"{run_dir}: unfinished run (no {METRICS}); resume it with mnistlab train")
+    read_config(run_dir), read_metrics(run_dir)  # damaged records: one clear error, here
     return run_dir
 
 

@@ -212,8 +212,10 @@ def objective(config: TuneConfig, data: Mnist) -> Callable[[optuna.Trial], float
         # Two workers can start the last trial at once; the later-numbered one stands down.
         if _claimed(study=trial.study, before=trial.number) >= config.trials:
             raise SurplusTrial(f"trial {trial.number}: the study has its {config.trials} trials")
-        trial.set_user_attr("host", socket.gethostname())
+        # The pid first: a worker that sees this host on a trial must also see its pid,
+        # or it would take the trial for a dead one's (fail_dead_local_trials).
         trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("host", socket.gethostname())
         start = time.perf_counter()
         train_config = suggest_config(trial, base)
         scores = []

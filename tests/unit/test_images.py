@@ -1,13 +1,23 @@
 """Preprocessing on synthetic drawings: formats, modes, polarity, framing, bad files."""
 
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from mnistlab.images import MAX_PIXELS, ImageError, image_files, load_digit, read_image, to_mnist
+from mnistlab.images import (
+    MAX_PIXELS,
+    MAX_SIDE,
+    ImageError,
+    image_files,
+    load_digit,
+    read_image,
+    to_mnist,
+)
 
 
 def drawing(size=(120, 90), ink=0, paper=255) -> np.ndarray:
@@ -102,3 +112,39 @@ def test_folders_expand_to_their_images(tmp_path):
         (tmp_path / name).write_bytes(b"")
     single = tmp_path / "x.gif"
     assert image_files([tmp_path, single]) == [tmp_path / "a.JPG", tmp_path / "b.png", single]
+
+
+def test_a_huge_image_is_reduced_before_any_work(tmp_path):
+    image = Image.new("L", (4800, 3000), 255)
+    ImageDraw.Draw(image).line([(2000, 500), (2600, 2500)], fill=0, width=120)
+    gray = read_image(encode(image))
+    assert max(gray.shape) <= MAX_SIDE
+    assert gray.dtype == np.float32
+
+
+def test_a_huge_png_costs_little_memory(tmp_path):
+    """Peak memory of reading a 24-megapixel, 60 KB PNG, in a fresh process: it was
+    1.25 GB for 40 megapixels (float64 copies of the full image), now under 200 MB."""
+    path = tmp_path / "page.png"
+    image = Image.new("L", (6000, 4000), 255)
+    ImageDraw.Draw(image).line([(2500, 800), (3100, 3200)], fill=0, width=150)
+    image.save(path)
+    script = f"""
+import resource
+from mnistlab.images import load_digit
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+load_digit({str(path)!r})
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) < 200  # MiB
+
+
+@pytest.mark.parametrize("mode", ["LAB", "CMYK", "YCbCr", "PA", "LA", "F", "I"])
+def test_every_mode_reads_like_grayscale(mode):
+    """LAB was a crash (Pillow cannot convert it to L); each mode now reads as the L image."""
+    image = Image.fromarray(drawing())
+    converted = image.convert("P").convert("PA") if mode == "PA" else image.convert(mode)
+    digit = to_mnist(read_image(encode(converted, "TIFF")))
+    np.testing.assert_allclose(digit, REFERENCE, atol=0.02)

@@ -5,6 +5,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import optuna
 import pytest
@@ -126,3 +128,51 @@ def test_best_of_an_empty_study_is_a_clear_error(tmp_path):
     study = tune.open_study(TuneConfig(study="empty"), tmp_path)
     with pytest.raises(tune.TuneError, match="study 'empty' has no completed trial yet"):
         tune.best_config(study)
+
+
+OPEN_TOGETHER = """
+import sys, time
+from pathlib import Path
+from mnistlab import tune
+from mnistlab.config import TuneConfig
+start = float(sys.argv[2])
+while time.time() < start:
+    pass
+tune.open_study(TuneConfig(study="together"), Path(sys.argv[1]))
+"""
+
+
+def test_workers_opening_a_new_sqlite_study_together_all_get_it(tmp_path):
+    """SQLite's "table ... already exists" lost one of two workers in 4 of 8 tries."""
+    for attempt in range(4):
+        root = tmp_path / str(attempt)
+        start = str(time.time() + 5)  # both past their imports, then both at once
+        command = [sys.executable, "-c", OPEN_TOGETHER, str(root), start]
+        workers = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        for worker in workers:
+            _, stderr = worker.communicate(timeout=120)
+            assert worker.returncode == 0, stderr
+
+
+def test_workers_sharing_a_study_end_with_exactly_the_trials_asked_for(tmp_path, monkeypatch):
+    """Two workers used to finish with N + 1 trials: both started one when N - 1 were done."""
+
+    def slow_fit(config, data, on_epoch_end):
+        for epoch in range(3):
+            time.sleep(0.05)
+            on_epoch_end(epoch, {"val_accuracy": 0.5 + 0.1 * epoch})
+        return [{"val_accuracy": 0.7}]
+
+    monkeypatch.setattr(tune, "fit_and_validate", slow_fit)
+    config = TuneConfig(study="shared", trials=7, pruner="none",
+                        storage=f"sqlite:///{tmp_path / 'shared.db'}")  # fmt: skip
+
+    def worker(seed):
+        return tune.run_study(dataclasses.replace(config, seed=seed), None, tmp_path, False)
+
+    with ThreadPoolExecutor(3) as pool:
+        studies = list(pool.map(worker, range(3)))
+    trials = studies[0].get_trials()
+    assert tune.finished_count(studies[0]) == config.trials
+    # Any surplus start (two workers claiming the last slot at once) is a FAIL, not a result.
+    assert all(t.state.name in ("COMPLETE", "FAIL") for t in trials)
