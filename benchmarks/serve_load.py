@@ -1,12 +1,15 @@
 """Load on `mnistlab serve` from a second process on loopback, and the single-image paths.
 
 Prints, from one run:
-  - microseconds per single-image prediction in-process: the Predictor's NumPy fast path,
-    calling the Keras model directly, and model.predict (why the server uses the first);
-  - for concurrency 1 and 16: requests per second, p50 and p99 latency and errors of
+  - microseconds per single-image prediction in-process: the Predictor (NumPy fast path
+    for a Dense model, the compiled Keras predict function otherwise), calling the Keras
+    model directly, and model.predict;
+  - for each --max-batch (default 1 and 256: one model call per request, serialised by
+    the Predictor's lock, against the inference thread that merges concurrent requests)
+    and concurrency 1 and 16: requests per second, p50 and p99 latency and errors of
     single-image JSON requests to POST /predict, driven by Debian's `wrk` (a C load
     generator, so the client does not compete with the server for the 2 cores), for
-    --duration seconds each;
+    --duration seconds each, and the ratio of the two at concurrency 16;
   - the server's RSS (all its processes) after the load.
 Targets: p99 < 10 ms at concurrency 1, >= 1,000 requests/s at 16, no errors, RSS < 1 GiB.
 
@@ -14,6 +17,7 @@ With --engine onnx the server runs the run's ONNX export (`mnistlab export RUN`)
 Runtime, without Keras or JAX: compare the two RSS figures.
 
 Usage: python benchmarks/serve_load.py RUN [--engine keras|onnx] [--workers 1] [--duration 10]
+                                          [--max-batch 1 256]
 """
 
 import argparse
@@ -45,7 +49,7 @@ def single_image_paths(run: str, image) -> dict[str, float]:
         else None
     )
     routes = {
-        "Predictor (NumPy fast path)": lambda: predictor.predict_proba(x),
+        "Predictor.predict_proba": lambda: predictor.predict_proba(x),
         **({"Predictor, ONNX Runtime": lambda: onnx.predict_proba(x)} if onnx else {}),
         "model(x) (Keras call)": lambda: predictor.model(x, training=False),
         "model.predict(x)": lambda: predictor.model.predict(x, verbose=0),
@@ -109,6 +113,7 @@ def main() -> None:
     parser.add_argument("--engine", choices=("keras", "onnx"), default="keras")
     parser.add_argument("--duration", type=int, default=10, help="seconds per load level")
     parser.add_argument("--data", default=None, help="mnist.npz (default: $MNISTLAB_DATA)")
+    parser.add_argument("--max-batch", type=int, nargs="+", default=[1, 256])
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("needs wrk: apt-get install wrk")
@@ -117,13 +122,31 @@ def main() -> None:
     image = load_mnist(args.data).x_test[0]
     for name, micros in single_image_paths(args.run, image).items():
         print(f"single image, {name}: {micros:.0f} us")
+    body = json.dumps({"pixels": (image / 255.0).round(4).tolist()})
+    busy = {}
+    for max_batch in args.max_batch:
+        for connections, r in load(args, max_batch, body).items():
+            print(f"max-batch {max_batch:3d}, concurrency {connections:2d}: {r['rps']:.0f} "
+                  f"requests/s ({r['requests']} in {args.duration} s), p50 {r['p50']:.2f} ms, "
+                  f"p99 {r['p99']:.2f} ms, errors {r['errors']}")  # fmt: skip
+            busy[max_batch] = r["rps"]
+    if len(busy) > 1:
+        first, *_, last = busy
+        print(
+            f"concurrency 16, max-batch {last} / max-batch {first}: "
+            f"{busy[last] / busy[first]:.2f}x requests/s"
+        )
 
+
+def load(args, max_batch: int, body: str) -> dict[int, dict[str, float]]:
+    """Start a server with this --max-batch, load it at concurrency 1 and 16, stop it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
         [sys.executable, "-m", "mnistlab", "serve", args.run, "--port", str(port),
-         "--workers", str(args.workers), "--engine", args.engine]
+         "--workers", str(args.workers), "--engine", args.engine,
+         "--max-batch", str(max_batch)]
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -133,15 +156,12 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.1)
-        body = json.dumps({"pixels": (image / 255.0).round(4).tolist()})
         wrk(url, body, 4, 2)  # warm-up
-        for connections in (1, 16):
-            r = wrk(url, body, connections, args.duration)
-            print(f"concurrency {connections:2d}: {r['rps']:.0f} requests/s ({r['requests']} in "
-                  f"{args.duration} s), p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
-                  f"errors {r['errors']}")  # fmt: skip
-        print(f"server RSS ({args.workers} worker(s), engine {args.engine}): "
-              f"{rss_mib(server.pid):.0f} MiB")  # fmt: skip
+        results = {connections: wrk(url, body, connections, args.duration)
+                   for connections in (1, 16)}  # fmt: skip
+        print(f"server RSS ({args.workers} worker(s), engine {args.engine}, max-batch "
+              f"{max_batch}): {rss_mib(server.pid):.0f} MiB")  # fmt: skip
+        return results
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -1,9 +1,13 @@
 """Shared fixtures. Tests run on the real MNIST beside the project when it is there."""
 
+import contextlib
 import os
+import socket
 import struct
 import subprocess
 import sys
+import time
+import urllib.request
 import zlib
 from pathlib import Path
 
@@ -40,6 +44,39 @@ def cli():
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def served_on_loopback():
+    """A context manager: `mnistlab serve RUN OPTIONS...` for real on a free loopback port,
+    yielding its URL once /health answers, stopped at the end."""
+
+    @contextlib.contextmanager
+    def serve(run, *options):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mnistlab", "serve", str(run), "--port", str(port),
+             *map(str, options)]
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/health", timeout=1)
+                    break
+                except OSError:
+                    assert process.poll() is None, "the server exited"
+                    assert time.monotonic() < deadline, "the server did not come up"
+                    time.sleep(0.3)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+    return serve
 
 
 @pytest.fixture(scope="session")

@@ -68,14 +68,13 @@ class EpochSeeds(keras.callbacks.Callback):
         self.seed, self.batches = seed, batches
 
     def on_epoch_begin(self, epoch, logs=None):
-        entropy = np.random.SeedSequence([self.seed, epoch])
+        shuffle, dropout = np.random.SeedSequence([self.seed, epoch]).spawn(2)
         # Keras shuffles arrays with NumPy's global generator when the epoch's data starts.
-        np.random.seed(entropy.generate_state(1)[0])
+        np.random.seed(shuffle.generate_state(1)[0])
         generators = [v for v in self.model.variables if v.path.endswith(SEED_STATE)]
-        for generator, state in zip(
-            generators, entropy.spawn(len(generators)), strict=True
-        ):  # a SeedGenerator's state is (seed, draws so far)
-            generator.assign(np.array([state.generate_state(1)[0], 0], dtype=generator.dtype))
+        seeds = dropout.generate_state(len(generators))
+        for generator, seed in zip(generators, seeds, strict=True):
+            generator.assign(np.array([seed, 0], dtype=generator.dtype))  # (seed, draws so far)
         if self.batches is not None:
             self.batches.set_epoch(epoch)
 

@@ -90,13 +90,14 @@ class Predictor:
 
     @classmethod
     def from_keras_file(cls, path: Path) -> Predictor:
-        """A .keras file holding an MNIST classifier: (N, 28, 28) in, (N, 10) out."""
+        """A .keras (or legacy .h5) file holding an MNIST classifier: (N, 28, 28) in,
+        (N, 10) out."""
         import keras
 
         from mnistlab.models import MaxPool2x2
 
-        # Keras answers "File not found" for an empty or truncated file.
-        if not zipfile.is_zipfile(path):
+        # Keras answers "File not found" for an empty or truncated .keras file (a zip).
+        if Path(path).suffix == ".keras" and not zipfile.is_zipfile(path):
             raise ModelFileError(f"{path}: not a .keras model (empty, truncated or not a zip)")
         try:
             model = keras.saving.load_model(path, custom_objects={"MaxPool2x2": MaxPool2x2})

@@ -68,7 +68,7 @@ def locked(run_dir: Path, doing: str = "trained") -> Iterator[Path]:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield run_dir
     finally:
-        os.close(fd)  # releases the lock; the file stays, so no other process races on it
+        os.close(fd)  # releases the lock
 
 
 def holder(run_dir: Path) -> str | None:
@@ -220,10 +220,12 @@ def start(run_dir: Path, record: dict[str, typing.Any]) -> bool:
 
 
 def finish(run_dir: Path, metrics: dict[str, typing.Any]) -> None:
-    """Mark the run finished (metrics.json last), then drop the resume state it no longer needs."""
+    """Mark the run finished (metrics.json last), then drop the resume state it no longer
+    needs, and its lock file: whoever opens a lock file from here on finds a finished run."""
     write_json(Path(run_dir) / METRICS, metrics)
     for name in (BACKUP, EARLY_STOPPING_STATE):
         shutil.rmtree(Path(run_dir) / name, ignore_errors=True)
+    (Path(run_dir) / LOCK).unlink(missing_ok=True)
 
 
 def require_finished(run_dir: Path) -> Path:

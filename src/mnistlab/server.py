@@ -13,6 +13,7 @@ import base64
 import binascii
 import contextlib
 import functools
+import gc
 import importlib.resources
 import os
 from collections.abc import Iterable
@@ -74,6 +75,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         # Compile now every batch shape the inference thread can send, not on a request.
         predictor.warm_up(config.max_batch)
         batcher = Batcher(predictor.predict_proba, config.max_batch)
+        # Keras and JAX leave millions of long-lived objects; a full collection that walks
+        # them all stalls every request for 100 ms or more (serve_load.py's p99).
+        gc.freeze()
         app.state.predictor = batcher
         app.state.metadata = _metadata(config, predictor)
         yield

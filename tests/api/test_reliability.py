@@ -4,9 +4,6 @@ bodies FastAPI would echo, and slow clients (a real uvicorn on loopback)."""
 import io
 import json
 import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -156,30 +153,9 @@ def test_docs_need_no_internet(served):
         assert url.startswith("/") and client.get(url).status_code == 200
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_slow_clients_are_cut_off_and_others_served(tiny_runs):
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mnistlab", "serve", str(tiny_runs[0]), "--port", str(port),
-         "--request-timeout", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=1)
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+def test_slow_clients_are_cut_off_and_others_served(tiny_runs, served_on_loopback):
+    with served_on_loopback(tiny_runs[0], "--request-timeout", 1) as url:
+        port = int(url.rsplit(":", 1)[1])
         silent = socket.create_connection(("127.0.0.1", port))
         partial = socket.create_connection(("127.0.0.1", port))
         partial.sendall(
@@ -194,6 +170,3 @@ def test_slow_clients_are_cut_off_and_others_served(tiny_runs):
             sock.close()
         with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
             assert json.load(answer) == {"status": "ok"}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

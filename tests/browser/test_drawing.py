@@ -1,11 +1,5 @@
 """`mnistlab serve` for real, and a digit drawn with the mouse in headless Chromium."""
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-
 import numpy as np
 import pytest
 
@@ -15,26 +9,9 @@ SCALE = 10  # canvas pixels per MNIST pixel (280 / 28)
 
 
 @pytest.fixture(scope="module")
-def server(default_run):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mnistlab", "serve", str(default_run[0]), "--port", str(port)]
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=1)
-            break
-        except OSError:
-            assert process.poll() is None, "the server exited"
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.3)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+def server(default_run, served_on_loopback):
+    with served_on_loopback(default_run[0]) as url:
+        yield url
 
 
 def strokes(image: np.ndarray) -> list[tuple[tuple[float, float], tuple[float, float]]]:

@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mnistlab import runs
 from mnistlab.config import PRESETS
+from mnistlab.predict import Predictor
 from mnistlab.train import prepare
 
 ACCURACY_BAR = 0.98
@@ -48,9 +49,16 @@ def test_early_stopping_and_the_final_model_holds_the_best_val_loss_weights(defa
     assert test["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
 
 
-def test_best_checkpoint_loads_with_plain_keras(default_run):
+# The best-val_accuracy checkpoint is not the model the 98% promise is about (that is the
+# final, best-val_loss one): over seeds 0-5 its test accuracy was 97.96-98.31% (mean
+# 98.13%, the same before and after per-epoch seeding), so 98% would be a coin toss.
+BEST_CHECKPOINT_BAR = 0.975
+
+
+def test_best_checkpoint_loads_with_plain_keras(default_run, mnist):
     run_dir, _ = default_run
     metrics = runs.read_json(run_dir / runs.METRICS)
+    through_mnistlab = Predictor.from_run(run_dir, "best").predict_proba(mnist.x_test)
     # A separate process that never imports mnistlab, as a user's own script would.
     script = f"""
 import sys, numpy as np, keras
@@ -64,7 +72,8 @@ print(accuracy, "mnistlab" in sys.modules)
     assert result.returncode == 0, result.stderr
     accuracy, imported = result.stdout.split()
     assert imported == "False"
-    assert float(accuracy) >= ACCURACY_BAR
+    assert float(accuracy) == pytest.approx((through_mnistlab.argmax(1) == mnist.y_test).mean())
+    assert float(accuracy) >= BEST_CHECKPOINT_BAR
     history = runs.read_json(run_dir / runs.HISTORY)
     assert metrics["checkpoint_epoch"] == max(history, key=lambda r: r["val_accuracy"])["epoch"]
 

@@ -1,3 +1,4 @@
+import os
 from datetime import datetime
 
 import pytest
@@ -39,20 +40,21 @@ def test_new_run_dir_is_named_by_time_and_preset_and_never_reused(tmp_path):
     assert runs.new_run_dir(tmp_path, "deep-mlp", now).name == "20261121-040506-deep-mlp-2"
 
 
-RECORD = {"config": {"epochs": 3, "hidden": (4, 2)}, "data_sha256": "abc", "keras_version": "3.0"}
+CONFIG = {"preset": "p", "epochs": 3, "hidden": (4, 2)}
+RECORD = {"config": CONFIG, "data_sha256": "abc", "keras_version": "3.0"}
 
 
 def test_start_creates_the_run_and_resumes_an_unfinished_one(tmp_path):
     run_dir = tmp_path / "run"
     assert runs.start(run_dir, RECORD) is False
-    assert runs.read_json(run_dir / runs.CONFIG)["config"] == {"epochs": 3, "hidden": [4, 2]}
+    assert runs.read_json(run_dir / runs.CONFIG)["config"] == {**CONFIG, "hidden": [4, 2]}
     # A restart may use another Keras version, but must train the same thing.
     assert runs.start(run_dir, {**RECORD, "keras_version": "3.1"}) is True
 
 
 @pytest.mark.parametrize(
     ("change", "named"),
-    [({"config": {"epochs": 4, "hidden": (4, 2)}}, "epochs"), ({"data_sha256": "x"}, "data")],
+    [({"config": {**CONFIG, "epochs": 4}}, "epochs"), ({"data_sha256": "x"}, "data")],
 )
 def test_start_refuses_to_resume_something_different(tmp_path, change, named):
     runs.start(tmp_path, RECORD)
@@ -83,3 +85,30 @@ def test_a_run_is_finished_only_once_metrics_exist_and_resume_state_goes(tmp_pat
     assert runs.is_finished(tmp_path)
     assert not (tmp_path / runs.BACKUP).exists()
     assert not (tmp_path / runs.EARLY_STOPPING_STATE).exists()
+
+
+def test_a_locked_run_refuses_a_second_holder_and_names_the_first(tmp_path):
+    run_dir = tmp_path / "run"
+    with runs.locked(run_dir):
+        assert runs.holder(run_dir) == str(os.getpid())
+        # flock conflicts between two open files even within one process.
+        second = pytest.raises(runs.RunError, match=f"is being trained by PID {os.getpid()}$")
+        with second, runs.locked(run_dir):
+            pass
+        runs.start(run_dir, RECORD)  # the lock file does not make the folder foreign
+        runs.finish(run_dir, {"test_accuracy": 0.5})
+    assert runs.holder(run_dir) is None
+    assert not (run_dir / runs.LOCK).exists()  # a finished run keeps no lock file
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [(runs.CONFIG, "{", "not valid JSON"), (runs.CONFIG, '{"config": {}}', "not a mnistlab run"),
+     (runs.METRICS, '{"test_accuracy": "high"}', "lacks one of test_accuracy")],
+)  # fmt: skip
+def test_damaged_records_name_their_file(tmp_path, name, content, message):
+    runs.start(tmp_path, RECORD)
+    runs.finish(tmp_path, {"test_accuracy": 0.5, "epochs_run": 1, "training_seconds": 1.0})
+    (tmp_path / name).write_text(content)
+    with pytest.raises(runs.RunError, match=f"^{tmp_path / name}: damaged.*{message}"):
+        runs.require_finished(tmp_path)
