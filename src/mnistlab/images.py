@@ -26,6 +26,8 @@ SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 # counts at the 1/2 to 1/8 scale it is decoded at). Decoded at 4 bytes a pixel and
 # converted once, the worst case stays under 200 MB (benchmarks/image_limits.py).
 MAX_PIXELS = 25_000_000
+# Decoding costs time per row too: a 1x25,000,000 PNG takes a second to decode.
+MAX_DIMENSION = 16_384
 # Larger images are reduced to this many pixels a side before any work on them: a digit
 # ends up 20 px tall, and a 1024-px image still gives it 50 or more.
 MAX_SIDE = 1024
@@ -59,11 +61,11 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)
             image.draft(image.mode, (MAX_SIDE, MAX_SIDE))  # JPEG: decode at 1/2, 1/4, 1/8
+            size = f"image of {image.width}x{image.height} pixels"
             if image.width * image.height > MAX_PIXELS:
-                raise ImageError(
-                    f"image of {image.width}x{image.height} pixels is over the "
-                    f"{MAX_PIXELS:,}-pixel limit"
-                )
+                raise ImageError(f"{size} is over the {MAX_PIXELS:,}-pixel limit")
+            if max(image.size) > MAX_DIMENSION:
+                raise ImageError(f"{size} is over the {MAX_DIMENSION:,}-pixel limit for a side")
             heavy = image.width * image.height > HEAVY_PIXELS
             with _heavy_decodes if heavy else contextlib.nullcontext():
                 image = _reduced(image)

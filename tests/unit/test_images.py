@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from mnistlab.images import (
+    MAX_DIMENSION,
     MAX_PIXELS,
     MAX_SIDE,
     ImageError,
@@ -155,3 +156,30 @@ def test_every_mode_reads_like_grayscale(mode):
     converted = image.convert("P").convert("PA") if mode == "PA" else image.convert(mode)
     digit = to_mnist(read_image(encode(converted, "TIFF")))
     np.testing.assert_allclose(digit, REFERENCE, atol=0.02)
+
+
+def test_a_large_photo_keeps_its_exif_rotation_through_reduction():
+    """A 9000x6000 JPEG is decoded at 1/8 and then reduced: the EXIF orientation must
+    survive both, as it does for a small photo."""
+
+    def photo(image: Image.Image, orientation: int) -> bytes:
+        exif = Image.Exif()
+        exif[0x0112] = orientation  # 6: turn 90 degrees clockwise to display
+        return encode(image.convert("RGB"), "JPEG", exif=exif.tobytes())
+
+    page = Image.new("L", (9000, 6000), 255)
+    draw = ImageDraw.Draw(page)
+    draw.line([(4500, 1200), (4500, 4800)], fill=0, width=360)  # a 1 with a flag
+    draw.line([(4500, 1200), (3000, 2000)], fill=0, width=360)
+    turned = load_digit(photo(page, 6))
+    upright = load_digit(photo(page.transpose(Image.Transpose.ROTATE_270), 1))
+    assert np.abs(turned - upright).mean() < 0.02
+    assert np.abs(turned - load_digit(photo(page, 1))).mean() > 0.05  # rotation matters
+
+
+@pytest.mark.parametrize("size", [(1, 25_000_000), (16_385, 1000)])
+def test_a_side_over_the_limit_is_refused_before_decoding(size):
+    """One pixel wide and 25 million tall is under the pixel limit, but took a second to
+    decode (PNG decoding costs time per row)."""
+    with pytest.raises(ImageError, match=f"over the {MAX_DIMENSION:,}-pixel limit for a side"):
+        read_image(encode(Image.new("L", size, 255)))
