@@ -1,7 +1,9 @@
 """evaluate, compare, runs, show-data and summary from the command line."""
 
 import io
+import os
 import re
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -74,13 +76,16 @@ def test_compare_prints_a_table_and_writes_the_page(cli, tiny_runs, tmp_path):
 
 
 def test_runs_lists_finished_runs_newest_first(cli, tiny_runs, tmp_path):
-    root = tiny_runs[0].parent
-    unfinished = root / "unfinished"
-    runs.start(unfinished, {"config": {}, "data_sha256": ""})
+    # Copies with set times: the order must not depend on what other tests rewrote.
+    root = tmp_path / "runs"
+    for run_dir, finished in zip(tiny_runs, (2_000_000_000, 1_000_000_000), strict=True):
+        shutil.copytree(run_dir, root / run_dir.name)
+        os.utime(root / run_dir.name / runs.METRICS, (finished, finished))
+    runs.start(root / "unfinished", {"config": {"preset": "x"}, "data_sha256": ""})
     result = cli("runs", "--root", root)
     assert result.returncode == 0, result.stderr
     names = [line.split()[0] for line in result.stdout.splitlines()[1:]]
-    assert names == ["mlp-128", "deep-mlp"]
+    assert names == [tiny_runs[0].name, tiny_runs[1].name]
 
 
 def test_show_data_prints_counts_and_draws_25_images(cli, tmp_path):

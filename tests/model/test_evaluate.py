@@ -9,7 +9,7 @@ from PIL import Image
 from mnistlab import runs
 from mnistlab.data import load_digits_set
 from mnistlab.evaluate import evaluate_run
-from mnistlab.predict import PREDICT_BATCH_SIZE, Predictor
+from mnistlab.predict import FAST_PATH_MAX_BATCH, PREDICT_BATCH_SIZE, Predictor
 from mnistlab.train import prepare
 
 FIGURE_SIZES = {
@@ -54,6 +54,16 @@ def test_predictor_batches_agree_with_model_predict(default_run, mnist):
     default_batches = predictor.model.predict(x, verbose=0)
     np.testing.assert_array_equal(y_prob.argmax(1), default_batches.argmax(1))
     np.testing.assert_allclose(y_prob, default_batches, atol=1e-6)
+
+
+def test_the_numpy_fast_path_for_single_images_equals_model_predict(default_run, mnist):
+    predictor = Predictor.from_run(default_run[0])
+    assert predictor._dense is not None  # the reference MLP takes the fast path
+    x, _ = prepare(mnist.x_test[:FAST_PATH_MAX_BATCH], mnist.y_test[:FAST_PATH_MAX_BATCH])
+    expected = predictor.model.predict(x, verbose=0)
+    singles = np.concatenate([predictor.predict_proba(image[None]) for image in x])
+    np.testing.assert_allclose(singles, expected, atol=1e-6)
+    np.testing.assert_allclose(predictor.predict_proba(x), expected, atol=1e-6)
 
 
 def test_figures_are_valid_pngs_of_the_expected_size(evaluated):

@@ -8,6 +8,7 @@ import time
 
 import optuna
 import pytest
+import sqlalchemy.exc
 from PIL import Image
 
 from mnistlab import runs, tune
@@ -128,7 +129,7 @@ def test_a_worker_killed_mid_trial_loses_no_finished_trial(tmp_path):
         try:
             study = optuna.load_study(study_name="k", storage=storage)
             states = [t.state.name for t in study.get_trials()]
-        except (KeyError, Exception):  # the study or its tables do not exist yet
+        except (KeyError, sqlalchemy.exc.OperationalError):  # no study, or no tables, yet
             continue
         if states.count("COMPLETE") >= 1 and states[-1] == "RUNNING":
             break
