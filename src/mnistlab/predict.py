@@ -153,19 +153,16 @@ class Predictor:
         """
         x = images_.astype("float32") / 255.0 if images_.dtype == np.uint8 else images_
         x = x.astype("float32", copy=False)
-        if self.session is not None:
-            name = self.session.get_inputs()[0].name
-            batches = [
-                self.session.run(None, {name: x[i : i + PREDICT_BATCH_SIZE]})[0]
-                for i in range(0, len(x), PREDICT_BATCH_SIZE)
-            ]
-            return np.concatenate(batches) if batches else np.zeros((0, NUM_CLASSES), np.float32)
         if self._dense is not None and len(x) <= FAST_PATH_MAX_BATCH:
             return _dense_forward(self._dense, x)
-        batches = [x[i : i + PREDICT_BATCH_SIZE] for i in range(0, len(x), PREDICT_BATCH_SIZE)]
+        chunks = [x[i : i + PREDICT_BATCH_SIZE] for i in range(0, len(x), PREDICT_BATCH_SIZE)]
+        if not chunks:
+            return np.zeros((0, NUM_CLASSES), np.float32)
+        if self.session is not None:
+            name = self.session.get_inputs()[0].name
+            return np.concatenate([self.session.run(None, {name: c})[0] for c in chunks])
         with self._keras_lock:
-            probabilities = [self._keras_batch(batch) for batch in batches]
-        return np.concatenate(probabilities) if batches else np.zeros((0, NUM_CLASSES), np.float32)
+            return np.concatenate([self._keras_batch(c) for c in chunks])
 
     def _keras_batch(self, x: np.ndarray) -> np.ndarray:
         """One compiled call on x padded with blank rows to a bucket size (rows are
