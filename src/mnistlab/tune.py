@@ -120,9 +120,8 @@ def open_study(config: TuneConfig, root: Path) -> optuna.Study:
                 # Workers started together race to create Optuna's tables in an empty
                 # database (PostgreSQL: IntegrityError; SQLite: "table ... already
                 # exists"); the loser finds them made on its next try.
-                if isinstance(e, sqlalchemy.exc.OperationalError) and "already exists" not in str(
-                    e
-                ):
+                race = isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)
+                if not race:
                     raise
                 time.sleep(1 + attempt)
         return _open_study(config, url)
@@ -209,13 +208,13 @@ def objective(config: TuneConfig, data: Mnist) -> Callable[[optuna.Trial], float
     base = base_config(config)
 
     def run_trial(trial: optuna.Trial) -> float:
-        # Two workers can start the last trial at once; the later-numbered one stands down.
-        if _claimed(study=trial.study, before=trial.number) >= config.trials:
-            raise SurplusTrial(f"trial {trial.number}: the study has its {config.trials} trials")
         # The pid first: a worker that sees this host on a trial must also see its pid,
         # or it would take the trial for a dead one's (fail_dead_local_trials).
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("host", socket.gethostname())
+        # Two workers can start the last trial at once; the later-numbered one stands down.
+        if _claimed(study=trial.study, before=trial.number) >= config.trials:
+            raise SurplusTrial(f"trial {trial.number}: the study has its {config.trials} trials")
         start = time.perf_counter()
         train_config = suggest_config(trial, base)
         scores = []

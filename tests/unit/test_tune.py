@@ -176,3 +176,16 @@ def test_workers_sharing_a_study_end_with_exactly_the_trials_asked_for(tmp_path,
     assert tune.finished_count(studies[0]) == config.trials
     # Any surplus start (two workers claiming the last slot at once) is a FAIL, not a result.
     assert all(t.state.name in ("COMPLETE", "FAIL") for t in trials)
+
+
+def test_a_surplus_trial_stands_down_and_names_its_worker(tmp_path):
+    """Two workers that take the last place at once: the later trial is not run, and it
+    records its worker like any other trial (readers of the study look for it)."""
+    config = TuneConfig(study="full", trials=1, storage=f"sqlite:///{tmp_path / 's.db'}")
+    study = tune.open_study(config, tmp_path)
+    study.ask()  # running elsewhere: it holds the only place
+    late = study.ask()
+    with pytest.raises(tune.SurplusTrial):
+        tune.objective(config, None)(late)
+    owner = study.get_trials()[late.number].user_attrs
+    assert (owner["pid"], owner["host"]) == (os.getpid(), socket.gethostname())
