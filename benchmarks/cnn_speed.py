@@ -23,7 +23,7 @@ from mnistlab import models
 from mnistlab.augment import augment_batch
 from mnistlab.config import PRESETS
 from mnistlab.data import load_mnist, split_validation
-from mnistlab.train import OPTIMIZERS, prepare
+from mnistlab.training import OPTIMIZERS, prepare
 
 
 def seconds_per_epoch(config, x, y, steps: int) -> float:

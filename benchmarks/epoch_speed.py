@@ -56,7 +56,7 @@ def numpy_floor(config, n_images: int, repeats: int) -> float:
 
 
 def keras_epoch(config, data, epochs: int) -> float:
-    from mnistlab.train import train
+    from mnistlab.training import train
 
     with tempfile.TemporaryDirectory() as tmp:
         train(config, data, Path(tmp) / "run", verbose=0)

@@ -24,7 +24,7 @@ from mnistlab import runs
 from mnistlab.config import ExportConfig
 from mnistlab.data import load_mnist
 from mnistlab.export import export_run
-from mnistlab.predict import Predictor
+from mnistlab.predictor import Predictor
 
 
 def images_per_second(call, batch: int) -> float:

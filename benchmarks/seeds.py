@@ -23,7 +23,7 @@ from mnistlab import runs
 from mnistlab.config import PRESETS
 from mnistlab.data import SKLEARN_DIGITS, load_digits_set
 from mnistlab.models import build_model
-from mnistlab.predict import Predictor
+from mnistlab.predictor import Predictor
 
 
 def main() -> None:

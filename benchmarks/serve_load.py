@@ -39,7 +39,7 @@ from mnistlab.data import load_mnist
 
 def single_image_paths(run: str, image) -> dict[str, float]:
     """Microseconds per call for one 28x28 image, by three routes."""
-    from mnistlab.predict import Predictor
+    from mnistlab.predictor import Predictor
 
     predictor = Predictor.from_run(run)
     x = (image / 255.0).astype("float32")[None]

@@ -1,3 +1,21 @@
-"""mnistlab: the MNIST deep-MLP notebook as software: train, evaluate, tune, predict, serve."""
+"""mnistlab: the MNIST deep-MLP notebook as software: train, evaluate, tune, predict, serve.
+
+    import mnistlab
+    run = mnistlab.train("deep-mlp", epochs=3)
+    mnistlab.evaluate(run).metrics["accuracy"]
+
+The functions load on first use (from mnistlab.api), so importing the package loads
+neither Keras nor anything else heavy.
+"""
 
 __version__ = "0.1.0"
+API = ("train", "open_run", "evaluate", "predict")
+__all__ = ["__version__", *API]
+
+
+def __getattr__(name: str):
+    if name in API:
+        from mnistlab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")

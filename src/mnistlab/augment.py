@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from mnistlab.data import scale
+
 MAX_SHIFT = 2.0  # pixels
 MAX_ROTATION = np.deg2rad(12.0)
 MAX_SCALE = 0.10  # +-10%
@@ -69,3 +71,8 @@ def augment_batch(x: np.ndarray, rng: np.random.Generator, strength: float = 1.0
     level = BINARISE_LEVEL * out[binarise].max(axis=(1, 2), keepdims=True)
     out[binarise] = (out[binarise] > level).astype(np.float32)
     return np.clip(out, 0.0, 1.0)
+
+
+def preview(images: np.ndarray, seed: int) -> np.ndarray:
+    """uint8 digits (N, 28, 28) distorted as one training batch would be, as uint8 again."""
+    return (augment_batch(scale(images), np.random.default_rng(seed)) * 255).astype(np.uint8)

@@ -1,52 +1,43 @@
 """The `mnistlab` command: parse options, build a config, make one library call, print.
 
-Keras is imported only inside the commands that need it, so `mnistlab --help` is instant.
+Options come from the config dataclasses' fields (their help and choices live there,
+once). Keras is imported only inside the commands that need it, so `mnistlab --help` is
+instant.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import os
 import sys
 import typing
 from pathlib import Path
 
-import numpy as np
-
-from mnistlab import __version__, runs
+from mnistlab import __version__, backend, runs
 from mnistlab.config import (
-    ENGINES,
-    EXPORT_FORMATS,
-    LR_SCHEDULES,
-    MODELS,
+    NUM_CLASSES,
     PRESETS,
-    PRUNERS,
-    QUANTIZATIONS,
-    SAMPLERS,
-    ConfigError,
     EnsembleConfig,
     ExportConfig,
+    PredictConfig,
     ServeConfig,
     TrainConfig,
     TuneConfig,
-    override,
+    choices_of,
     preset_config,
 )
-from mnistlab.data import ENV_VAR, NUM_CLASSES, load_digits_set, load_mnist
+from mnistlab.data import ENV_VAR, class_counts, load_digits_set, load_mnist
 from mnistlab.errors import UserError
 
-DEFAULT_BACKEND = "jax"
 EXIT_USAGE = 2
 TOP_TRIALS = 5
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    # Keras reads its backend once, when first imported; JAX unless the user chose.
-    os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
+    args = build_parser().parse_args(argv)
     try:
+        backend.choose()  # before anything imports Keras
         return args.handler(args)
     except UserError as e:
         print(f"mnistlab: error: {e}", file=sys.stderr)
@@ -70,122 +61,109 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="mnistlab",
-        description="Train, evaluate and serve MNIST digit models.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = _Parser(prog="mnistlab", description="Train, evaluate and serve MNIST digit models.")
     parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    _add_train(commands)
-    _add_tune(commands)
-    _add_evaluate(commands)
-    _add_predict(commands)
-    _add_serve(commands)
-    _add_compare(commands)
-    _add_ensemble(commands)
-    _add_export(commands)
-    _add_runs(commands)
-    _add_show_data(commands)
-    _add_summary(commands)
+    for add in (_add_train, _add_tune, _add_evaluate, _add_predict, _add_serve, _add_compare,
+                _add_ensemble, _add_export, _add_runs, _add_show_data, _add_summary):  # fmt: skip
+        add(commands)
     return parser
 
 
+def add_fields(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    names: typing.Container[str] | None = None,
+    base: typing.Any = None,
+) -> None:
+    """An argument per command-line field of the config class `cls` (or of `names`): a
+    positional one for a field without a default, an option for the others.
+
+    With `base` (a config), options left out are left out of the parsed args (to keep
+    `base`'s values), and the help shows `base`'s value as the default.
+    """
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if not field.metadata["cli"] or (names is not None and field.name not in names):
+            continue
+        scalar, many = _scalar_type(hints[field.name])
+        default = field.default if base is None else getattr(base, field.name)
+        kwargs: dict[str, typing.Any] = {"help": field.metadata["help"]}
+        # None, False and () read as "none"; 0 is a value (a seed).
+        shown = not (default is None or default is False or default == ())
+        if shown and default is not dataclasses.MISSING and "default:" not in kwargs["help"]:
+            kwargs["help"] += f" (default: {default})"
+        if choices_of(field):
+            kwargs["choices"] = choices_of(field)
+        if scalar is bool:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = scalar
+        if many:
+            kwargs["nargs"] = "+"
+        if field.default is dataclasses.MISSING:
+            metavar = field.metadata["metavar"] or field.name.upper()
+            parser.add_argument(field.name, metavar=metavar, **kwargs)
+            continue
+        flag = field.metadata["flag"] or "--" + field.name.replace("_", "-")
+        kwargs["default"] = argparse.SUPPRESS if base is not None else default
+        parser.add_argument(flag, dest=field.name, **kwargs)
+
+
+def config_values(cls: type, args: argparse.Namespace) -> dict[str, typing.Any]:
+    """The values of `cls`'s fields that the parsed args hold (lists become tuples)."""
+    return {
+        f.name: tuple(v) if isinstance(v := getattr(args, f.name), list) else v
+        for f in dataclasses.fields(cls)
+        if hasattr(args, f.name)
+    }
+
+
+def _scalar_type(tp: typing.Any) -> tuple[type, bool]:
+    """(the type argparse converts each value to, whether the field takes several)."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) is tuple:
+        return args[0], True
+    return (args[0] if args else tp), False
+
+
 def _command(commands, name: str, help: str, handler, description: str | None = None):
-    parser = commands.add_parser(
-        name,
-        help=help,
-        description=description or help,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = commands.add_parser(name, help=help, description=description or help)
     parser.set_defaults(handler=handler)
     return parser
 
 
-def _model_option(parser) -> None:
+def _data_option(parser, what: str = "mnist.npz or a folder of the four IDX files") -> None:
     parser.add_argument(
-        "--model",
-        default=MODELS[0],
-        choices=MODELS,
-        help="final_model.keras (best val_loss) or best_model.keras (best val_accuracy)",
+        "--data", type=Path, help=f"{what} (default: ${ENV_VAR}, else Keras' download of MNIST)"
     )
 
 
-def _engine_option(parser) -> None:
-    parser.add_argument(
-        "--engine",
-        default=ENGINES[0],
-        choices=ENGINES,
-        help="keras, or onnx: ONNX Runtime on the run's ONNX export (an .onnx file is "
-        "always run with onnx)",
-    )
+def _quiet_option(parser, lines: str) -> None:
+    parser.add_argument("--quiet", action="store_true", help=f"no progress bar or {lines}")
 
 
-def _data_option(parser, what: str) -> None:
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help=f"{what} (default: ${ENV_VAR}, else Keras' download of MNIST)",
-    )
-
-
-def _add_train(commands: argparse._SubParsersAction) -> None:
-    defaults = TrainConfig()
-    p = commands.add_parser(
+def _add_train(commands) -> None:
+    p = _command(
+        commands,
         "train",
-        help="train a model and evaluate it on the test set",
+        "train a model and evaluate it on the test set",
+        _train,
         description=(
             "Train a preset on MNIST, keep the best checkpoint, TensorBoard logs and the final "
             "model in a run folder, and print the test accuracy. Options left out take the "
             "preset's value (shown: the default preset's). Starting again with the --run-dir of "
             "an interrupted run resumes it."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--preset", default="deep-mlp", choices=list(PRESETS), help="model preset")
-    _data_option(p, "mnist.npz or a folder of the four IDX files")
-    p.add_argument("--epochs", type=int, help=f"most epochs ({defaults.epochs})")
-    p.add_argument("--batch-size", type=int, help=f"batch size ({defaults.batch_size})")
-    p.add_argument(
-        "--learning-rate",
-        type=float,
-        help=f"learning rate, the peak of a schedule ({defaults.learning_rate})",
-    )
-    p.add_argument(
-        "--lr-schedule",
-        choices=LR_SCHEDULES,
-        help="constant; cosine decay; onecycle (warm-up then cosine decay); plateau (halve "
-        f"when val_loss stalls 2 epochs) ({defaults.lr_schedule})",
-    )
-    p.add_argument(
-        "--validation-split",
-        type=float,
-        help=f"last fraction of training images held out ({defaults.validation_split})",
-    )
-    p.add_argument(
-        "--patience", type=int, help=f"early-stopping patience on val_loss ({defaults.patience})"
-    )
-    p.add_argument("--seed", type=int, help=f"random seed ({defaults.seed})")
-    p.add_argument(
-        "--limit", type=int, help="train on the first N training images only (default: all)"
-    )
+    add_fields(p, TrainConfig, base=TrainConfig())
+    _data_option(p)
     p.add_argument(
         "--run-dir",
         type=Path,
-        default=None,
         help=f"run folder (default: {runs.DEFAULT_ROOT}/<YYYYmmdd-HHMMSS>-<preset>)",
     )
-    p.add_argument(
-        "--h5", action="store_true", help="also save final_model.h5 (legacy HDF5 format)"
-    )
-    p.add_argument(
-        "--augment",
-        action="store_true",
-        help="distort every training batch: shifts, rotation, scale, shear, elastic, stroke "
-        "width, binarisation (seeded; never at inference)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    _quiet_option(p, "per-epoch lines")
     p.add_argument(
         "--from-study",
         metavar="NAME",
@@ -194,48 +172,36 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--storage", help="with --from-study: the study's storage URL (default: its SQLite file)"
     )
-    p.set_defaults(handler=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
-    base = PRESETS[args.preset]
+    given = config_values(TrainConfig, args)
+    preset = given.pop("preset", TrainConfig.preset)
     if args.from_study:
         from mnistlab.tune import best_config, load_study
 
         base = best_config(load_study(args.from_study, args.storage, runs.DEFAULT_ROOT))
-    config = override(
-        base,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        lr_schedule=args.lr_schedule,
-        validation_split=args.validation_split,
-        patience=args.patience,
-        seed=args.seed,
-        limit=args.limit,
-        save_h5=args.h5 or None,
-        augment=args.augment or None,
-    )
+        config = dataclasses.replace(base, **given)
+    else:
+        config = preset_config(preset, **given)
     # Load and check the data before any run folder exists, so bad data leaves nothing.
     data = load_mnist(args.data)
     run_dir = args.run_dir or runs.new_run_dir(runs.DEFAULT_ROOT, config.preset)
-    unfinished = (run_dir / runs.CONFIG).is_file() and not runs.is_finished(run_dir)
-    if unfinished and runs.holder(run_dir) is None:
+    if runs.is_resumable(run_dir):
         print(f"mnistlab: resuming the interrupted run in {run_dir}", file=sys.stderr)
-    from mnistlab.train import train  # Imports Keras: seconds, so only here.
+    from mnistlab.training import train  # Imports Keras: seconds, so only here.
 
     # Keras' dynamic progress bar is for terminals; logs get one line per epoch.
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
-    metrics = train(config, data, run_dir, verbose=verbose)
+    run = train(config, data, run_dir, verbose=verbose)
     print(
-        f"test_accuracy={metrics['test_accuracy']:.4f} "
-        f"test_loss={metrics['test_loss']:.4f} run={run_dir}"
+        f"test_accuracy={run.metrics['test_accuracy']:.4f} "
+        f"test_loss={run.metrics['test_loss']:.4f} run={run_dir}"
     )
     return 0
 
 
 def _add_tune(commands) -> None:
-    defaults = TuneConfig()
     p = _command(
         commands,
         "tune",
@@ -250,91 +216,43 @@ def _add_tune(commands) -> None:
             "configuration trained as a normal run, and a comparison with the reference run."
         ),
     )
-    p.add_argument("--preset", default=defaults.preset, choices=list(PRESETS), help="base preset")
-    p.add_argument(
-        "--trials", type=int, default=defaults.trials, help="finished trials the study should hold"
-    )
-    p.add_argument("--repeats", type=int, default=defaults.repeats, help="trainings per trial")
-    p.add_argument("--sampler", default=defaults.sampler, choices=SAMPLERS, help="Optuna sampler")
-    p.add_argument("--pruner", default=defaults.pruner, choices=PRUNERS, help="Optuna pruner")
-    p.add_argument("--epochs", type=int, default=defaults.epochs, help="most epochs per training")
-    p.add_argument("--study", help="study name (default: <preset>-search)")
-    p.add_argument(
-        "--storage",
-        help="SQLAlchemy URL, e.g. postgresql://user@host/db (default: a SQLite file in the "
-        "study folder)",
-    )
-    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    p.add_argument("--limit", type=int, help="use the first N training images (default: all)")
-    p.add_argument(
-        "--seed", type=int, help="sampler seed (default: random, so workers explore differently)"
-    )
-    _data_option(p, "mnist.npz or a folder of the four IDX files")
+    add_fields(p, TuneConfig)
+    _data_option(p)
     p.add_argument(
         "--no-retrain",
         action="store_true",
         help="only search; do not train the best configuration (for extra workers)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _quiet_option(p, "per-trial lines")
 
 
 def _tune(args: argparse.Namespace) -> int:
-    config = TuneConfig(
-        preset=args.preset,
-        trials=args.trials,
-        repeats=args.repeats,
-        sampler=args.sampler,
-        pruner=args.pruner,
-        epochs=args.epochs,
-        study=args.study or f"{args.preset}-search",
-        storage=args.storage,
-        timeout=args.timeout,
-        limit=args.limit,
-        seed=args.seed,
-    )
+    config = TuneConfig(**config_values(TuneConfig, args))
     data = load_mnist(args.data)
-    import optuna
-
     from mnistlab import tune
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial instead
-    root = runs.DEFAULT_ROOT
-    study = tune.run_study(config, data, root, on_trial=_print_trial, progress=not args.quiet)
-    folder = tune.study_dir(root, config.study)
-    folder.mkdir(parents=True, exist_ok=True)
-    record = tune.study_record(study, config)
-    runs.write_json(folder / tune.STUDY_JSON, record)
-    for name, png in tune.study_figures(study).items():
-        runs.write_bytes(folder / f"{name}.png", png)
-
-    finished = [t for t in record["trials"] if t["state"] == "COMPLETE"]
-    top = sorted(finished, key=lambda t: t["value"], reverse=True)[:TOP_TRIALS]
-    print(f"study {config.study}: {len(record['trials'])} trials, {len(finished)} completed")
+    done = tune.search(
+        config,
+        data,
+        runs.DEFAULT_ROOT,
+        on_trial=None if args.quiet else _print_trial,
+        progress=not args.quiet,
+        retrain=not args.no_retrain,
+    )
+    trials = done.record["trials"]
+    completed = sum(t["state"] == "COMPLETE" for t in trials)
+    print(f"study {config.study}: {len(trials)} trials, {completed} completed")
     _print_table(
         ["trial", "val_accuracy", "seconds", "params"],
         [[t["number"], f"{t['value']:.4f}", f"{t['seconds'] or 0:.0f}", _params(t["params"])]
-         for t in top],
+         for t in tune.top_trials(done.record, TOP_TRIALS)],
     )  # fmt: skip
-    best = tune.best_trial(study)
+    best = tune.best_trial(done.study)
     print(f"best trial {best.number}: val_accuracy={best.value:.4f} {_params(best.params)}")
-    print(f"study: {folder / tune.STUDY_JSON}")
-    if args.no_retrain:
-        return 0
-
-    from mnistlab.evaluate import compare_runs
-    from mnistlab.train import train
-
-    tuned = runs.new_run_dir(root, f"{config.preset}-tuned")
-    train(tune.best_config(study), data, tuned, verbose=0)
-    reference_config = tune.base_config(config)
-    reference = runs.find_run(root, reference_config.to_dict(), data.sha256)
-    if reference is None:
-        reference = runs.new_run_dir(root, config.preset)
-        train(reference_config, data, reference, verbose=0)
-    rows, page = compare_runs([reference, tuned], load_digits_set(data.source))
-    _print_table(list(rows[0]), [list(row.values()) for row in rows])
-    runs.write_bytes(folder / "compare.html", page.encode())
-    print(f"tuned run: {tuned}")
+    print(f"study: {done.folder / tune.STUDY_JSON}")
+    if done.tuned is not None:
+        _print_table(list(done.comparison[0]), [list(r.values()) for r in done.comparison])
+        print(f"tuned run: {done.tuned.path}")
     return 0
 
 
@@ -375,18 +293,18 @@ def _add_evaluate(commands) -> None:
         "labelled digits: npz with x_test/y_test or x/y, an IDX folder, or sklearn-digits "
         "(scikit-learn's 8x8 digits made MNIST-style)",
     )
-    _model_option(p)
+    add_fields(p, PredictConfig, names=("model",))
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    runs.require_finished(args.run)
+    run = runs.open_run(args.run)
     digits = load_digits_set(args.data)
-    from mnistlab.evaluate import evaluate_run
+    from mnistlab.evaluation import evaluate_run
     from mnistlab.metrics import format_report
 
-    evaluation, out = evaluate_run(args.run, digits, args.model)
-    print(format_report(evaluation["metrics"]))
-    print(f"report: {out / runs.REPORT}")
+    evaluation = evaluate_run(run, digits, args.model)
+    print(format_report(evaluation.metrics))
+    print(f"report: {evaluation.folder / runs.REPORT}")
     return 0
 
 
@@ -403,56 +321,38 @@ def _add_predict(commands) -> None:
             "20x20 and centred by centre of mass in 28x28. A folder means every image in it."
         ),
     )
-    p.add_argument("run", type=Path, help="run folder, or an .onnx file (mnistlab export)")
+    add_fields(p, PredictConfig)
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files or folders")
-    p.add_argument("--top-k", type=int, default=3, help="how many of the likeliest digits to show")
-    p.add_argument(
-        "--min-confidence",
-        type=float,
-        default=0.0,
-        help="below this probability, answer 'unsure' instead of a digit",
-    )
     p.add_argument("--json", action="store_true", help="one JSON object per line and file")
-    _model_option(p)
-    _engine_option(p)
 
 
 def _predict(args: argparse.Namespace) -> int:
-    if not 0.0 <= args.min_confidence <= 1.0:
-        raise ConfigError(f"--min-confidence must be in [0, 1], got {args.min_confidence}")
-    if not 1 <= args.top_k <= NUM_CLASSES:
-        raise ConfigError(f"--top-k must be in 1..{NUM_CLASSES}, got {args.top_k}")
-    from mnistlab.images import image_files
-    from mnistlab.predict import Predictor
+    config = PredictConfig(**config_values(PredictConfig, args))
+    from mnistlab.predictor import predict_paths
 
-    predictor = Predictor.load(args.run, args.model, args.engine)
-    files = image_files(args.images)
-    if not files:
-        raise ConfigError("no image files found in the folders given")
     failed = 0
-    for path, answer in predictor.predict_files(files, args.min_confidence):
-        if isinstance(answer, UserError):
-            failed += 1
-            if args.json:
-                print(json.dumps({"file": str(path), "error": str(answer)}))
-            else:
-                print(f"{path}: error: {answer}")
-            continue
-        top = answer.top(args.top_k)
+    for path, answer in predict_paths(config, args.images):
+        failed += isinstance(answer, UserError)
         if args.json:
-            ranked = [{"digit": d, "probability": round(q, 6)} for d, q in top]
-            record = {"file": str(path), "digit": answer.digit, "top": ranked}
-            print(json.dumps({**record, "probability": round(answer.probability, 6)}))
+            print(json.dumps({"file": str(path), **_answer_record(answer, config.top_k)}))
+        elif isinstance(answer, UserError):
+            print(f"{path}: error: {answer}")
         else:
             said = "unsure" if answer.digit is None else str(answer.digit)
-            others = " ".join(f"{d}:{q:.3f}" for d, q in top)
+            others = " ".join(f"{d}:{q:.3f}" for d, q in answer.top(config.top_k))
             print(f"{path}: {said} (p={answer.probability:.3f}) top: {others}")
     # Files that could not be read are errors; 'unsure' is an answer.
     return 1 if failed else 0
 
 
+def _answer_record(answer, top_k: int) -> dict[str, typing.Any]:
+    if isinstance(answer, UserError):
+        return {"error": str(answer)}
+    ranked = [{"digit": d, "probability": round(q, 6)} for d, q in answer.top(top_k)]
+    return {"digit": answer.digit, "top": ranked, "probability": round(answer.probability, 6)}
+
+
 def _add_serve(commands) -> None:
-    defaults = ServeConfig(run="")
     p = _command(
         commands,
         "serve",
@@ -464,40 +364,11 @@ def _add_serve(commands) -> None:
             "GET /health, GET /metadata and the OpenAPI docs at /docs."
         ),
     )
-    p.add_argument("run", type=Path, help="run folder, or an .onnx file (mnistlab export)")
-    p.add_argument("--host", default=defaults.host, help="address to bind (loopback by default)")
-    p.add_argument("--port", type=int, default=defaults.port, help="TCP port")
-    p.add_argument("--workers", type=int, default=defaults.workers, help="server processes")
-    p.add_argument(
-        "--max-batch",
-        type=int,
-        default=defaults.max_batch,
-        help="most images in one model call; concurrent requests are merged up to this "
-        "(1: one call per request)",
-    )
-    p.add_argument(
-        "--request-timeout",
-        type=float,
-        default=defaults.request_timeout_seconds,
-        help="seconds a client has to send a whole request (headers and body) before its "
-        f"connection is closed; idle keep-alive connections close after "
-        f"{defaults.keep_alive_seconds} s",
-    )
-    _model_option(p)
-    _engine_option(p)
+    add_fields(p, ServeConfig)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    config = ServeConfig(
-        run=str(args.run.resolve()),
-        model=args.model,
-        engine=args.engine,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        max_batch=args.max_batch,
-        request_timeout_seconds=args.request_timeout,
-    )
+    config = ServeConfig(**config_values(ServeConfig, args))
     from mnistlab.server import serve
 
     serve(config)
@@ -518,16 +389,17 @@ def _add_compare(commands) -> None:
     )
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders")
     _data_option(p, "labelled digits to measure on (as for evaluate)")
-    p.add_argument("--out", type=Path, default=Path("compare.html"), help="HTML page to write")
+    p.add_argument(
+        "--out", type=Path, default=Path("compare.html"), help="HTML page to write (compare.html)"
+    )
 
 
 def _compare(args: argparse.Namespace) -> int:
-    for run_dir in args.runs:
-        runs.require_finished(run_dir)
+    compared = [runs.open_run(r) for r in args.runs]
     digits = load_digits_set(args.data)
-    from mnistlab.evaluate import compare_runs
+    from mnistlab.evaluation import compare_runs
 
-    rows, page = compare_runs(args.runs, digits)
+    rows, page = compare_runs(compared, digits)
     _print_table(list(rows[0]), [list(row.values()) for row in rows])
     runs.write_bytes(args.out, page.encode())
     print(f"report: {args.out}")
@@ -546,22 +418,20 @@ def _add_ensemble(commands) -> None:
             "test accuracy and its members'."
         ),
     )
-    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="finished run folders")
+    add_fields(p, EnsembleConfig)
     p.add_argument("--out", type=Path, required=True, help="the ensemble's run folder")
-    _model_option(p)
     _data_option(p, "mnist.npz or a folder of the four IDX files, for the test accuracy")
 
 
 def _ensemble(args: argparse.Namespace) -> int:
-    config = EnsembleConfig(members=tuple(str(r) for r in args.runs), model=args.model)
-    for run_dir in args.runs:
-        runs.require_finished(run_dir)
+    config = EnsembleConfig(**config_values(EnsembleConfig, args))
+    for member in config.members:
+        runs.open_run(member)
     data = load_mnist(args.data)
     from mnistlab.ensemble import make_ensemble
 
-    metrics = make_ensemble(config, data, args.out)
-    members = " ".join(f"{a:.4f}" for a in metrics["member_test_accuracy"])
-    print(f"members: {members}")
+    metrics = make_ensemble(config, data, args.out).metrics
+    print(f"members: {' '.join(f'{a:.4f}' for a in metrics['member_test_accuracy'])}")
     print(
         f"test_accuracy={metrics['test_accuracy']:.4f} "
         f"test_loss={metrics['test_loss']:.4f} run={args.out}"
@@ -583,28 +453,13 @@ def _add_export(commands) -> None:
             "accuracy."
         ),
     )
-    p.add_argument("run", type=Path, help="finished run folder")
-    p.add_argument("--format", default=EXPORT_FORMATS[0], choices=EXPORT_FORMATS)
-    p.add_argument(
-        "--quantize",
-        choices=QUANTIZATIONS,
-        help="int8: dynamic quantization; int8-static: activations too, calibrated on 1,000 "
-        "training images (ONNX only)",
-    )
-    p.add_argument("--out", type=Path, help="file to write (default: RUN/exports/<model>.<format>)")
-    _model_option(p)
+    add_fields(p, ExportConfig)
     _data_option(p, "mnist.npz or a folder of the four IDX files, for the check")
 
 
 def _export(args: argparse.Namespace) -> int:
-    config = ExportConfig(
-        run=str(args.run),
-        format=args.format,
-        model=args.model,
-        quantize=args.quantize,
-        out=str(args.out) if args.out else None,
-    )
-    runs.require_finished(args.run)
+    config = ExportConfig(**config_values(ExportConfig, args))
+    runs.open_run(config.run)
     data = load_mnist(args.data)
     from mnistlab.export import export_run
 
@@ -626,28 +481,22 @@ def _export(args: argparse.Namespace) -> int:
 
 def _add_runs(commands) -> None:
     p = _command(commands, "runs", "list finished runs, newest first", _list_runs)
-    p.add_argument("--root", type=Path, default=runs.DEFAULT_ROOT, help="folder of runs")
+    p.add_argument(
+        "--root", type=Path, default=runs.DEFAULT_ROOT, help=f"folder of runs ({runs.DEFAULT_ROOT})"
+    )
 
 
 def _list_runs(args: argparse.Namespace) -> int:
-    rows = []
-    for run_dir in runs.finished_runs(args.root):
-        try:
-            record, metrics = runs.read_config(run_dir), runs.read_metrics(run_dir)
-        except runs.RunError as e:  # one damaged run must not hide the others
-            print(f"mnistlab: warning: skipped {e}", file=sys.stderr)
-            continue
-        rows.append(
-            [
-                run_dir.name,
-                record["config"]["preset"],
-                f"{metrics['test_accuracy']:.4f}",
-                record.get("created", "?"),
-            ]
-        )
-    if not rows:
+    found, damaged = runs.list_runs(args.root)
+    for error in damaged:  # one damaged run must not hide the others
+        print(f"mnistlab: warning: skipped {error}", file=sys.stderr)
+    if not found:
         print(f"no finished runs in {args.root}")
         return 0
+    rows = [
+        [r.name, r.preset, f"{r.metrics['test_accuracy']:.4f}", r.provenance.get("created", "?")]
+        for r in found
+    ]
     _print_table(["run", "preset", "test_accuracy", "created"], rows)
     return 0
 
@@ -659,35 +508,27 @@ def _add_show_data(commands) -> None:
         "print the data set's shapes and class counts; draw its first 25 images",
         _show_data,
     )
-    _data_option(p, "mnist.npz or a folder of the four IDX files")
+    _data_option(p)
     p.add_argument("--out", type=Path, default=Path("mnist-samples.png"), help="PNG grid to write")
     p.add_argument(
         "--augment", action="store_true", help="draw the images as training augments them"
     )
-    p.add_argument("--seed", type=int, default=0, help="augmentation seed")
+    p.add_argument("--seed", type=int, default=0, help="augmentation seed (0)")
 
 
 def _show_data(args: argparse.Namespace) -> int:
     data = load_mnist(args.data)
-    from mnistlab import plots
+    from mnistlab import augment, plots
 
     print(f"data: {data.source} (sha256 {data.sha256[:12]}...)")
-    header = ["split", "images", "labels", "dtype", *map(str, range(NUM_CLASSES))]
-    rows = [
-        [split, str(x.shape), str(y.shape), str(x.dtype), *np.bincount(y, minlength=NUM_CLASSES)]
-        for split, x, y in [
-            ("train", data.x_train, data.y_train),
-            ("test", data.x_test, data.y_test),
-        ]
-    ]
-    _print_table(header, rows)
+    splits = [("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)]
+    _print_table(
+        ["split", "images", "labels", "dtype", *map(str, range(NUM_CLASSES))],
+        [[name, x.shape, y.shape, x.dtype, *class_counts(y)] for name, x, y in splits],
+    )
     images, title = data.x_train[:25], "First 25 training images"
     if args.augment:
-        from mnistlab.augment import augment_batch
-
-        distorted = augment_batch(images / 255.0, np.random.default_rng(args.seed))
-        images = (distorted * 255).astype(np.uint8)
-        title += f", augmented (seed {args.seed})"
+        images, title = augment.preview(images, args.seed), f"{title}, augmented (seed {args.seed})"
     grid = plots.digit_grid(images, [f"label {y}" for y in data.y_train[:25]], title=title)
     runs.write_bytes(args.out, plots.to_png(grid))
     print(f"grid: {args.out}")
@@ -704,15 +545,10 @@ def _add_summary(commands) -> None:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    if args.run is not None:
-        runs.require_finished(args.run)
+    run = runs.open_run(args.run) if args.run is not None else None
     from mnistlab.models import build_model, layer_table
-    from mnistlab.predict import Predictor
 
-    if args.run is not None:
-        model = Predictor.from_run(args.run).model
-    else:
-        model = build_model(preset_config(args.preset))
+    model = run.model if run is not None else build_model(preset_config(args.preset))
     rows = layer_table(model)
     table = [[name, kind, shape, f"{params:,}"] for name, kind, shape, params in rows]
     _print_table(["layer", "type", "output shape", "parameters"], table)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from dataclasses import dataclass
@@ -23,20 +22,23 @@ ENGINES = ("keras", "onnx")
 # Each conv block halves the side: 28 -> 13 -> 5 -> 1 with 3x3 valid convolutions, 28 -> 14
 # -> 7 -> 3 with same padding.
 MAX_CONV_BLOCKS = 3
+# MNIST images and classes (data.py and every reader of them take these from here).
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
 
 
 class ConfigError(UserError, ValueError):
     """A configuration a user wrote (CLI options or a config.json) that cannot be used."""
 
 
-def _require(checks: list[tuple[bool, str]]) -> None:
+def require(checks: list[tuple[bool, str]]) -> None:
     """Raise the message of the first failed (ok, message) check."""
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
 
 
-def _one_of(name: str, value: str, choices: typing.Iterable[str]) -> tuple[bool, str]:
+def one_of(name: str, value: str, choices: typing.Iterable[str]) -> tuple[bool, str]:
     """A check that `value` is one of `choices`; its message lists them."""
     return value in choices, f"unknown {name} {value!r}; choose from: {', '.join(choices)}"
 
@@ -49,45 +51,104 @@ def _per_layer(value: float | tuple[float, ...], layers: int, name: str) -> tupl
     return (value,) * layers
 
 
+def option(
+    default: typing.Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    choices: typing.Iterable[str] | typing.Callable[[], typing.Iterable[str]] | None = None,
+    flag: str | None = None,
+    metavar: str | None = None,
+    cli: bool = True,
+) -> typing.Any:
+    """A config field with what a user reads about it, said once: its help, its choices,
+    its command-line flag (default --field-name; none with cli=False). A field without a
+    default is a positional argument."""
+    metadata = {"help": help, "choices": choices, "flag": flag, "metavar": metavar, "cli": cli}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def choices_of(field: dataclasses.Field) -> tuple[str, ...] | None:
+    choices = field.metadata.get("choices")
+    return tuple(choices() if callable(choices) else choices) if choices else None
+
+
+class _Config:
+    """What every command's config does: check its field types, and go to and from JSON."""
+
+    def to_dict(self) -> dict[str, typing.Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, values: typing.Any) -> typing.Self:
+        """Rebuild a config from JSON; unknown keys and wrong types are errors, not ignored."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"a {cls.__name__} is a JSON object, got {values!r}")
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+        # JSON has no tuples; everything else must already have the right type.
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        try:
+            return cls(**values)
+        except TypeError as e:  # a required field missing
+            raise ConfigError(f"{cls.__name__}: {e}") from None
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Config):
     """Everything that decides what `mnistlab train` produces; saved as config.json in each run.
 
     The defaults are the reference deep MLP of the notebook this project replaces.
     """
 
-    preset: str = "deep-mlp"
-    # Filters of each Conv2D 3x3 ReLU + MaxPool 2x2 block before the Dense layers; none
-    # for an MLP.
-    conv_filters: tuple[int, ...] = ()
-    conv_padding: str = "valid"
-    # Width of each hidden Dense ReLU layer, input side first.
-    hidden_units: tuple[int, ...] = (512, 256, 128)
-    # Dropout after each hidden layer (one value for all, or one per layer); 0: no Dropout.
-    dropout: float | tuple[float, ...] = 0.3
-    # L2 penalty on each hidden kernel (one value for all, or one per layer); 0: none.
-    l2: float | tuple[float, ...] = 0.0
-    # BatchNormalization between each conv or hidden Dense and its ReLU.
-    batch_norm: bool = False
-    optimizer: str = "adam"
-    # The peak learning rate of a schedule.
-    learning_rate: float = 1e-3
-    lr_schedule: str = "constant"
-    epochs: int = 50
-    batch_size: int = 128
-    # The last fraction of the training images is held out, as Keras' validation_split does.
-    validation_split: float = 0.2
-    # Early stopping on val_loss; best weights are restored.
-    patience: int = 5
-    seed: int = 0
-    # Train on the first `limit` training images only (the tiny mode for smoke tests).
-    limit: int | None = None
-    # Training steps per compiled call: amortises Python dispatch (see benchmarks/epoch_speed.py).
-    steps_per_execution: int = 75
-    # Random distortions of every training batch (mnistlab.augment); never at inference.
-    augment: bool = False
-    # Also write final_model.h5 (legacy HDF5) next to final_model.keras.
-    save_h5: bool = False
+    preset: str = option("deep-mlp", "model preset", choices=lambda: tuple(PRESETS))
+    conv_filters: tuple[int, ...] = option(
+        (), "filters of each Conv2D 3x3 ReLU + 2x2 max-pool block before the Dense layers; "
+        "none for an MLP", cli=False,
+    )  # fmt: skip
+    conv_padding: str = option("valid", "padding of the convolutions", choices=PADDINGS, cli=False)
+    hidden_units: tuple[int, ...] = option(
+        (512, 256, 128), "width of each hidden Dense ReLU layer, input side first", cli=False
+    )
+    dropout: float | tuple[float, ...] = option(
+        0.3, "Dropout after each hidden layer (one value for all, or one per layer); 0: none",
+        cli=False,
+    )  # fmt: skip
+    l2: float | tuple[float, ...] = option(
+        0.0, "L2 penalty on each hidden kernel (one value for all, or one per layer)", cli=False
+    )
+    batch_norm: bool = option(
+        False, "BatchNormalization between each conv or hidden Dense and its ReLU", cli=False
+    )
+    optimizer: str = option("adam", "optimizer", choices=OPTIMIZERS, cli=False)
+    learning_rate: float = option(1e-3, "learning rate, the peak of a schedule")
+    lr_schedule: str = option(
+        "constant",
+        "constant; cosine decay; onecycle (warm-up then cosine decay); plateau (halve when "
+        "val_loss stalls 2 epochs)",
+        choices=LR_SCHEDULES,
+    )
+    epochs: int = option(50, "most epochs")
+    batch_size: int = option(128, "batch size")
+    validation_split: float = option(
+        0.2, "last fraction of the training images held out, as Keras' validation_split does"
+    )
+    patience: int = option(5, "early-stopping patience on val_loss (best weights restored)")
+    seed: int = option(0, "random seed")
+    limit: int | None = option(
+        None, "train on the first N training images only (default: all; the tiny mode)"
+    )
+    steps_per_execution: int = option(
+        75, "training steps per compiled call: amortises Python dispatch "
+        "(benchmarks/epoch_speed.py)", cli=False,
+    )  # fmt: skip
+    augment: bool = option(
+        False,
+        "distort every training batch: shifts, rotation, scale, shear, elastic, stroke width, "
+        "binarisation (seeded; never at inference)",
+    )
+    save_h5: bool = option(False, "also save final_model.h5 (legacy HDF5 format)", flag="--h5")
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -95,16 +156,16 @@ class TrainConfig:
             (len(self.hidden_units) > 0, "hidden_units needs at least one layer"),
             (all(f > 0 for f in self.conv_filters), "conv_filters must all be positive"),
             (len(self.conv_filters) <= MAX_CONV_BLOCKS, "at most 3 conv blocks fit 28x28"),
-            _one_of("conv_padding", self.conv_padding, PADDINGS),
+            one_of("conv_padding", self.conv_padding, PADDINGS),
             (all(u > 0 for u in self.hidden_units), "hidden_units must all be positive"),
             (
                 all(0.0 <= d < 1.0 for d in self.layer_dropout),
                 f"dropout must be in [0, 1), got {self.dropout}",
             ),
             (all(v >= 0.0 for v in self.layer_l2), f"l2 must be >= 0, got {self.l2}"),
-            _one_of("optimizer", self.optimizer, OPTIMIZERS),
+            one_of("optimizer", self.optimizer, OPTIMIZERS),
             (self.learning_rate > 0.0, f"learning_rate must be > 0, got {self.learning_rate}"),
-            _one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES),
+            one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES),
             (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
             (self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}"),
             (
@@ -116,7 +177,7 @@ class TrainConfig:
             (self.limit is None or self.limit > 1, f"limit must be > 1, got {self.limit}"),
             (self.steps_per_execution > 0, "steps_per_execution must be > 0"),
         ]
-        _require(checks)
+        require(checks)
 
     @property
     def layer_dropout(self) -> tuple[float, ...]:
@@ -125,20 +186,6 @@ class TrainConfig:
     @property
     def layer_l2(self) -> tuple[float, ...]:
         return _per_layer(self.l2, len(self.hidden_units), "l2")
-
-    def to_dict(self) -> dict[str, typing.Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, typing.Any]) -> TrainConfig:
-        """Rebuild a config from JSON; unknown keys and wrong types are errors, not ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
-        # JSON has no tuples; everything else must already have the right type.
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        return cls(**values)
 
 
 def _check_types(config: typing.Any) -> None:
@@ -174,71 +221,75 @@ def _type_name(tp: typing.Any) -> str:
 
 SAMPLERS = ("tpe", "random", "gp", "grid")
 PRUNERS = ("median", "hyperband", "none")
+_MODEL_HELP = "final_model.keras (best val_loss) or best_model.keras (best val_accuracy)"
+_ENGINE_HELP = (
+    "keras, or onnx: ONNX Runtime on the run's ONNX export (an .onnx file is always run with onnx)"
+)
 
 
 @dataclass(frozen=True)
-class TuneConfig:
+class TuneConfig(_Config):
     """What `mnistlab tune` searches; saved in the study folder as study.json."""
 
-    preset: str = "deep-mlp"
-    # The study is done when it holds this many finished (complete or pruned) trials,
-    # counted over every worker that shares it.
-    trials: int = 20
-    # Trainings per trial (seeds seed, seed+1, ...); the objective is their mean.
-    repeats: int = 1
-    sampler: str = "tpe"
-    pruner: str = "median"
-    # Most epochs of each training in the search (early stopping still applies).
-    epochs: int = 20
-    study: str = "deep-mlp-search"
-    # SQLAlchemy URL; None means a SQLite file in the study folder.
-    storage: str | None = None
-    timeout: float | None = None
-    limit: int | None = None
-    # Sampler seed; None draws one, so that workers sharing a study explore differently.
-    seed: int | None = None
+    preset: str = option("deep-mlp", "base preset", choices=lambda: tuple(PRESETS))
+    trials: int = option(
+        20,
+        "finished (complete or pruned) trials the study should hold, counted over every "
+        "worker that shares it",
+    )
+    repeats: int = option(1, "trainings per trial (seeds seed, seed+1, ...), averaged")
+    sampler: str = option("tpe", "Optuna sampler", choices=SAMPLERS)
+    pruner: str = option("median", "Optuna pruner", choices=PRUNERS)
+    epochs: int = option(20, "most epochs per training (early stopping still applies)")
+    study: str | None = option(None, "study name (default: <preset>-search)")
+    storage: str | None = option(
+        None,
+        "SQLAlchemy URL, e.g. postgresql://user@host/db (default: a SQLite file in the "
+        "study folder)",
+    )
+    timeout: float | None = option(None, "stop starting trials after this many seconds")
+    limit: int | None = option(None, "use the first N training images (default: all)")
+    seed: int | None = option(
+        None, "sampler seed (default: random, so that workers sharing a study explore "
+        "differently)",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         _check_types(self)
+        if self.study is None:
+            object.__setattr__(self, "study", f"{self.preset}-search")
         checks = [
             (self.trials > 0, f"trials must be > 0, got {self.trials}"),
             (self.repeats > 0, f"repeats must be > 0, got {self.repeats}"),
             (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
-            _one_of("sampler", self.sampler, SAMPLERS),
-            _one_of("pruner", self.pruner, PRUNERS),
-            (self.preset in PRESETS, f"unknown preset {self.preset!r}"),
+            one_of("sampler", self.sampler, SAMPLERS),
+            one_of("pruner", self.pruner, PRUNERS),
+            one_of("preset", self.preset, PRESETS),
             (self.timeout is None or self.timeout > 0, "timeout must be > 0"),
             (self.limit is None or self.limit > 1, f"limit must be > 1, got {self.limit}"),
-            (bool(self.study.strip()), "the study needs a name"),
+            (bool(str(self.study).strip()), "the study needs a name"),
         ]
-        _require(checks)
-
-    def to_dict(self) -> dict[str, typing.Any]:
-        return dataclasses.asdict(self)
+        require(checks)
 
 
 @dataclass(frozen=True)
-class EnsembleConfig:
+class EnsembleConfig(_Config):
     """What `mnistlab ensemble` assembles; saved as the ensemble run's config.json."""
 
-    # Finished run folders whose class probabilities are averaged.
-    members: tuple[str, ...]
-    # Which model file of each member.
-    model: str = "final"
-    preset: str = "ensemble"
+    members: tuple[str, ...] = option(
+        help="finished run folders whose class probabilities are averaged", metavar="RUN"
+    )
+    model: str = option("final", f"which model of each run: {_MODEL_HELP}", choices=MODELS)
 
     def __post_init__(self) -> None:
         _check_types(self)
-        _require(
+        require(
             [
                 (len(self.members) >= 2, "an ensemble needs at least two runs"),
                 (len(set(self.members)) == len(self.members), "a run is listed twice"),
-                _one_of("model", self.model, MODELS),
+                one_of("model", self.model, MODELS),
             ]
         )
-
-    def to_dict(self) -> dict[str, typing.Any]:
-        return dataclasses.asdict(self)
 
 
 EXPORT_FORMATS = ("onnx", "keras", "h5", "savedmodel")
@@ -248,61 +299,105 @@ QUANTIZATIONS = ("int8", "int8-static")
 
 
 @dataclass(frozen=True)
-class ExportConfig:
+class ExportConfig(_Config):
     """What `mnistlab export` writes; saved beside the export as <file>.json."""
 
-    run: str
-    format: str = "onnx"
-    model: str = "final"
-    quantize: str | None = None
-    # Where to write; None means RUN/exports/<model>.<format's suffix>.
-    out: str | None = None
+    run: str = option(help="finished run folder")
+    format: str = option(
+        "onnx", "onnx, keras (.keras), h5 (legacy HDF5) or savedmodel (TensorFlow)",
+        choices=EXPORT_FORMATS,
+    )  # fmt: skip
+    model: str = option("final", _MODEL_HELP, choices=MODELS)
+    quantize: str | None = option(
+        None,
+        "int8: dynamic quantization; int8-static: activations too, calibrated on 1,000 "
+        "training images (ONNX only)",
+        choices=QUANTIZATIONS,
+    )
+    out: str | None = option(None, "file to write (default: RUN/exports/<model>.<format>)")
 
     def __post_init__(self) -> None:
         _check_types(self)
-        _require(
+        require(
             [
-                _one_of("format", self.format, EXPORT_FORMATS),
-                _one_of("model", self.model, MODELS),
-                _one_of("quantize", self.quantize or QUANTIZATIONS[0], QUANTIZATIONS),
+                one_of("format", self.format, EXPORT_FORMATS),
+                one_of("model", self.model, MODELS),
+                one_of("quantize", self.quantize or QUANTIZATIONS[0], QUANTIZATIONS),
                 (
                     self.quantize is None or self.format == "onnx",
-                    "--quantize works on ONNX exports only: add --format onnx",
+                    "quantize works on ONNX exports only: export with format onnx",
                 ),
             ]
         )
 
-    def to_dict(self) -> dict[str, typing.Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True)
-class ServeConfig:
-    """What `mnistlab serve` serves and how."""
+class PredictConfig(_Config):
+    """How `mnistlab predict` reads digits in image files."""
 
-    # A run folder, or an .onnx file.
-    run: str
-    model: str = "final"
-    engine: str = "keras"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    # Larger bodies get 413 before they are read: a phone photo fits, a flood does not.
-    max_body_bytes: int = 8_000_000
-    # Most images in one model call of the inference thread, which merges concurrent
-    # requests (a TF Serving request holds up to 256); 1: every request its own call.
-    max_batch: int = 256
-    # A request must arrive whole (headers and body) within this many seconds, or its
-    # connection is closed; an idle keep-alive connection is closed after keep_alive.
-    request_timeout_seconds: float = 30.0
-    keep_alive_seconds: int = 5
+    run: str = option(help="run folder, or an .onnx file (mnistlab export)")
+    model: str = option("final", _MODEL_HELP, choices=MODELS)
+    engine: str = option("keras", _ENGINE_HELP, choices=ENGINES)
+    top_k: int = option(3, "how many of the likeliest digits to show")
+    min_confidence: float = option(
+        0.0, "below this probability, answer 'unsure' instead of a digit"
+    )
 
     def __post_init__(self) -> None:
         _check_types(self)
-        _require(
+        require(
             [
-                _one_of("model", self.model, MODELS),
-                _one_of("engine", self.engine, ENGINES),
+                one_of("model", self.model, MODELS),
+                one_of("engine", self.engine, ENGINES),
+                (
+                    1 <= self.top_k <= NUM_CLASSES,
+                    f"top_k must be in 1..{NUM_CLASSES}, got {self.top_k}",
+                ),
+                (
+                    0.0 <= self.min_confidence <= 1.0,
+                    f"min_confidence must be in [0, 1], got {self.min_confidence}",
+                ),
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class ServeConfig(_Config):
+    """What `mnistlab serve` serves and how."""
+
+    run: str = option(help="run folder, or an .onnx file (mnistlab export)")
+    model: str = option("final", _MODEL_HELP, choices=MODELS)
+    engine: str = option("keras", _ENGINE_HELP, choices=ENGINES)
+    host: str = option("127.0.0.1", "address to bind")
+    port: int = option(8000, "TCP port")
+    workers: int = option(1, "server processes")
+    max_body_bytes: int = option(
+        8_000_000,
+        "larger bodies get 413 before they are read: a phone photo fits, a flood does not",
+        cli=False,
+    )
+    max_batch: int = option(
+        256,
+        "most images in one model call; concurrent requests are merged up to this (a TF "
+        "Serving request holds up to 256; 1: one call per request)",
+    )
+    request_timeout_seconds: float = option(
+        30.0,
+        "seconds a client has to send a whole request (headers and body) before its "
+        "connection is closed",
+        flag="--request-timeout",
+        metavar="SECONDS",
+    )
+    keep_alive_seconds: int = option(
+        5, "an idle keep-alive connection is closed after this many seconds", cli=False
+    )
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        require(
+            [
+                one_of("model", self.model, MODELS),
+                one_of("engine", self.engine, ENGINES),
                 (0 < self.port < 65536, f"port must be in 1..65535, got {self.port}"),
                 (self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
                 (self.max_body_bytes >= 1, "max_body_bytes must be positive"),
@@ -311,17 +406,6 @@ class ServeConfig:
                 (self.keep_alive_seconds > 0, "keep_alive_seconds must be > 0"),
             ]
         )
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> ServeConfig:
-        values = json.loads(text)
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown serve config keys: {', '.join(unknown)}")
-        return cls(**values)
 
 
 PRESETS: dict[str, TrainConfig] = {
@@ -360,10 +444,17 @@ PRESETS: dict[str, TrainConfig] = {
 
 def preset_config(name: str, **overrides: typing.Any) -> TrainConfig:
     """The preset `name` with some fields replaced; None values mean 'keep the preset's'."""
-    _require([_one_of("preset", name, PRESETS)])
+    require([one_of("preset", name, PRESETS)])
     return override(PRESETS[name], **overrides)
 
 
 def override(config: TrainConfig, **overrides: typing.Any) -> TrainConfig:
     """`config` with the fields given a value replaced; None means 'keep'."""
+    known = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown TrainConfig fields: {', '.join(unknown)}; "
+            f"the fields are: {', '.join(sorted(known))}"
+        )
     return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mnistlab.config import IMAGE_SHAPE, NUM_CLASSES
 from mnistlab.errors import UserError
 
 ENV_VAR = "MNISTLAB_DATA"
 # The name that means scikit-learn's bundled 8x8 digits (UCI optdigits: 1,797 forms by 43
 # writers) wherever a labelled digit set is asked for.
 SKLEARN_DIGITS = "sklearn-digits"
-IMAGE_SHAPE = (28, 28)
-NUM_CLASSES = 10
 # The file keras.datasets.mnist.load_data() downloads, with the checksum Keras pins.
 KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 KERAS_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
@@ -53,6 +52,11 @@ class Mnist:
     y_test: np.ndarray
     source: str
     sha256: str
+
+    @property
+    def test(self) -> Digits:
+        """The test split as a labelled digit set, to evaluate on."""
+        return Digits(self.x_test, self.y_test, self.source, self.sha256)
 
 
 def load_mnist(path: str | os.PathLike | None = None) -> Mnist:
@@ -92,8 +96,7 @@ def load_digits_set(path: str | os.PathLike | None = None) -> Digits:
         x, y, sha256 = sklearn_digits()
         return Digits(x, y, SKLEARN_DIGITS, sha256)
     if path is None:
-        mnist = load_mnist()
-        return Digits(mnist.x_test, mnist.y_test, mnist.source, mnist.sha256)
+        return load_mnist().test
     resolved = _resolve(path)
     if resolved.is_dir():
         names = {"x": IDX_NAMES["x_test"], "y": IDX_NAMES["y_test"]}
@@ -106,6 +109,16 @@ def load_digits_set(path: str | os.PathLike | None = None) -> Digits:
         (x_name, x), (y_name, y) = arrays.items()
     _validate(resolved, x_name, x, y_name, y)
     return Digits(x, y, str(resolved), _sha256(files.values()))
+
+
+def scale(x: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> float32 in [0, 1]: what every model takes."""
+    return x.astype(np.float32) / 255.0
+
+
+def class_counts(y: np.ndarray) -> list[int]:
+    """How many labels of each digit, 0 to 9."""
+    return np.bincount(y, minlength=NUM_CLASSES).tolist()
 
 
 def _resolve(path: str | os.PathLike | None) -> Path:
@@ -135,7 +148,7 @@ def _keras_cached_file() -> Path:
     except Exception as e:  # get_file raises a bare Exception on network errors.
         raise DataError(
             f"no data path given, ${ENV_VAR} unset, and the Keras download failed ({e}); "
-            "pass --data PATH to a local mnist.npz or IDX folder"
+            "give the path of a local mnist.npz or IDX folder (--data on the command line)"
         ) from e
 
 
@@ -198,7 +211,7 @@ def _validate(path: Path, x_name: str, x: np.ndarray, y_name: str, y: np.ndarray
     if x.dtype != np.uint8:
         problem = f"{x_name} has dtype {x.dtype}, expected uint8 pixels"
     elif x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
-        problem = f"{x_name} has shape {x.shape}, expected (N, 28, 28)"
+        problem = f"{x_name} has shape {x.shape}, expected (N, {IMAGE_SHAPE[0]}, {IMAGE_SHAPE[1]})"
     elif y.ndim != 1 or len(y) != len(x):
         problem = f"{y_name} has shape {y.shape}, expected ({len(x)},) to match {x_name}"
     elif not np.issubdtype(y.dtype, np.integer):

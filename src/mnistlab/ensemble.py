@@ -6,16 +6,15 @@ load an ensemble exactly as they load any run.
 
 from __future__ import annotations
 
-import typing
 from pathlib import Path
 
 import keras
 
 from mnistlab import runs
-from mnistlab.config import EnsembleConfig
-from mnistlab.data import IMAGE_SHAPE, Mnist
-from mnistlab.predict import Predictor
-from mnistlab.train import EVAL_BATCH_SIZE, prepare, run_record
+from mnistlab.config import IMAGE_SHAPE, EnsembleConfig
+from mnistlab.data import Mnist
+from mnistlab.metrics import classification_metrics, measure
+from mnistlab.predictor import Predictor, average
 
 
 def build_ensemble(members: list[keras.Model]) -> keras.Model:
@@ -29,35 +28,29 @@ def build_ensemble(members: list[keras.Model]) -> keras.Model:
     return keras.Model(inputs, probabilities, name="ensemble")
 
 
-def make_ensemble(config: EnsembleConfig, data: Mnist, run_dir: Path) -> dict[str, typing.Any]:
-    """Assemble, save and test the ensemble; returns its metrics.json."""
-    members = [runs.require_finished(Path(m)) for m in config.members]
+def make_ensemble(config: EnsembleConfig, data: Mnist, run_dir: Path) -> runs.Run:
+    """Assemble, save and test the ensemble; returns its finished Run."""
+    members = [runs.open_run(m) for m in config.members]
     predictors = [Predictor.from_run(m, config.model) for m in members]
-    member_metrics = [runs.read_metrics(m) for m in members]
     run_dir = Path(run_dir)
     with runs.locked(run_dir, "written"):
-        runs.start(run_dir, run_record(config, data))
+        record = runs.run_record(config, data.source, data.sha256, keras.backend.backend())
+        runs.start(run_dir, record)
         model = build_ensemble([p.model for p in predictors])
         with runs.atomic_path(run_dir / runs.FINAL_MODEL) as tmp:
             model.save(tmp)
         runs.write_json(run_dir / runs.HISTORY, [])
-
-        x_test, y_test = prepare(data.x_test, data.y_test)
-        model.compile(loss="categorical_crossentropy", metrics=["accuracy"])
-        test = model.evaluate(
-            x_test, y_test, batch_size=EVAL_BATCH_SIZE, verbose=0, return_dict=True
-        )
+        # Each member runs once; the saved model's Predictor averages them just so.
+        measured = [measure(p, data.x_test, data.y_test) for p in predictors]
+        test = classification_metrics(data.y_test, average([y_prob for _, y_prob in measured]))
         metrics = {
-            "test_accuracy": float(test["accuracy"]),
-            "test_loss": float(test["loss"]),
+            "test_accuracy": test["accuracy"],
+            "test_loss": test["loss"],
             # Of the member model files used (final or best), on these test images.
-            "member_test_accuracy": [
-                float((p.predict_proba(data.x_test).argmax(1) == data.y_test).mean())
-                for p in predictors
-            ],
+            "member_test_accuracy": [m["accuracy"] for m, _ in measured],
             # What the ensemble cost to train: all its members' epochs and seconds.
-            "epochs_run": sum(m["epochs_run"] for m in member_metrics),
-            "training_seconds": sum(m["training_seconds"] for m in member_metrics),
+            "epochs_run": sum(m.metrics["epochs_run"] for m in members),
+            "training_seconds": sum(m.metrics["training_seconds"] for m in members),
         }
         runs.finish(run_dir, metrics)
-    return metrics
+    return runs.open_run(run_dir)

@@ -17,15 +17,18 @@ import keras
 import numpy as np
 
 from mnistlab import runs
-from mnistlab.config import ExportConfig
-from mnistlab.data import Mnist
+from mnistlab.config import IMAGE_SHAPE, ExportConfig
+from mnistlab.data import Mnist, scale
 from mnistlab.errors import UserError
-from mnistlab.predict import Predictor
+from mnistlab.metrics import measure
+from mnistlab.predictor import Predictor
 
 SUFFIXES = {"onnx": ".onnx", "keras": ".keras", "h5": ".h5", "savedmodel": ".savedmodel"}
 # A float export may differ from Keras by rounding only.
 FLOAT_TOLERANCE = 1e-4
 CALIBRATION_IMAGES = 1000
+# A SavedModel check runs the test set in this many batches.
+SAVEDMODEL_BATCHES = 10
 
 
 class ExportError(UserError, RuntimeError):
@@ -41,13 +44,13 @@ def export_run(config: ExportConfig, data: Mnist) -> dict[str, typing.Any]:
     _require_packages(config)
     reference = Predictor.from_run(Path(config.run), config.model)
     x_test, y_test = data.x_test, data.y_test
-    expected = reference.predict_proba(x_test)
+    keras_test, expected = measure(reference, x_test, y_test)
     out = Path(config.out) if config.out else default_path(config)
     out.parent.mkdir(parents=True, exist_ok=True)
 
     with _atomic(out) as tmp:
         _write(reference.model, config.format, tmp)
-        got = _load(tmp, config.format).predict_proba(x_test)
+        export_test, got = measure(_load(tmp, config.format), x_test, y_test)
         difference = float(np.abs(got - expected).max())
         if not difference <= FLOAT_TOLERANCE:
             raise ExportError(
@@ -59,8 +62,8 @@ def export_run(config: ExportConfig, data: Mnist) -> dict[str, typing.Any]:
         "path": str(out),
         "bytes": _size(out),
         "max_abs_difference": difference,
-        "keras_accuracy": _accuracy(expected, y_test),
-        "export_accuracy": _accuracy(got, y_test),
+        "keras_accuracy": keras_test["accuracy"],
+        "export_accuracy": export_test["accuracy"],
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
     }
@@ -68,13 +71,13 @@ def export_run(config: ExportConfig, data: Mnist) -> dict[str, typing.Any]:
         quantized = runs.int8_path(out)
         with runs.atomic_path(quantized) as tmp:
             _quantize(out, tmp, config.quantize, data)
-            got_int8 = Predictor.from_onnx(tmp).predict_proba(x_test)
+            int8_test, got_int8 = measure(Predictor.from_onnx(tmp), x_test, y_test)
         record["int8"] = {
             "path": str(quantized),
             "method": config.quantize,
             "bytes": _size(quantized),
             "size_ratio": _size(out) / _size(quantized),
-            "accuracy": _accuracy(got_int8, y_test),
+            "accuracy": int8_test["accuracy"],
             "max_abs_difference": float(np.abs(got_int8 - expected).max()),
         }
     runs.write_json(runs.export_record_path(out), record)
@@ -97,7 +100,7 @@ def _require_packages(config: ExportConfig) -> None:
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
         raise ExportError(
-            f"--format {config.format} on the {keras.backend.backend()} backend needs "
+            f"format {config.format} on the {keras.backend.backend()} backend needs "
             f"{' and '.join(missing)}: pip install {' '.join(missing)}"
         )
 
@@ -106,7 +109,7 @@ def _write(model: keras.Model, fmt: str, path: Path) -> None:
     if fmt in ("keras", "h5"):
         model.save(path)
         return
-    model(np.zeros((1, 28, 28), np.float32))  # Keras exports only a model that was called
+    model(np.zeros((1, *IMAGE_SHAPE), np.float32))  # Keras exports only a model that was called
     if fmt == "onnx":
         import onnx
 
@@ -136,8 +139,10 @@ class _SavedModel:
         self.serve = tf.saved_model.load(str(path)).serve
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float32) / 255.0
-        return np.concatenate([np.asarray(self.serve(batch)) for batch in np.array_split(x, 10)])
+        x = scale(x)
+        return np.concatenate(
+            [np.asarray(self.serve(batch)) for batch in np.array_split(x, SAVEDMODEL_BATCHES)]
+        )
 
 
 def _quantize(source: Path, target: Path, method: str, data: Mnist) -> None:
@@ -159,7 +164,7 @@ def _quantize_prepared(quantization, source: Path, target: Path, method: str, da
         return
     rng = np.random.default_rng(0)
     rows = rng.choice(len(data.x_train), CALIBRATION_IMAGES, replace=False)
-    images = data.x_train[rows].astype(np.float32) / 255.0
+    images = scale(data.x_train[rows])
     name = Predictor.from_onnx(source).session.get_inputs()[0].name
 
     class Calibration(quantization.CalibrationDataReader):
@@ -171,10 +176,6 @@ def _quantize_prepared(quantization, source: Path, target: Path, method: str, da
             return None if batch is None else {name: batch}
 
     quantization.quantize_static(source, target, Calibration(), per_channel=True)
-
-
-def _accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    return float((probabilities.argmax(axis=1) == labels).mean())
 
 
 def _size(path: Path) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
+from mnistlab.config import IMAGE_SHAPE
 from mnistlab.errors import UserError, first_line
 
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF")
@@ -38,7 +39,8 @@ HEAVY_DECODES = 2
 _heavy_decodes = threading.BoundedSemaphore(HEAVY_DECODES)
 # Modes that Image.reduce averages meaningfully.
 REDUCIBLE_MODES = ("L", "LA", "La", "RGB", "RGBA", "RGBa", "I", "F", "CMYK", "YCbCr", "LAB")
-SIDE, BOX = 28, 20
+# MNIST fitted each digit into a BOX x BOX square, then centred it in SIDE x SIDE.
+SIDE, BOX = IMAGE_SHAPE[0], 20
 # Ink below this fraction of the strongest ink is background (paper grain, shadows).
 INK_THRESHOLD = 0.2
 

@@ -1,13 +1,44 @@
-"""The evaluation numbers, from y_true and y_prob with scikit-learn, as a plain dict."""
+"""The evaluation numbers, from y_true and y_prob with scikit-learn, as a plain dict.
+
+measure() is the one way any model's test metrics are computed: training, ensembles,
+exports and evaluations all call it, so their numbers agree exactly.
+"""
 
 from __future__ import annotations
 
 import typing
 
 import numpy as np
-from sklearn.metrics import classification_report, confusion_matrix, log_loss
+from sklearn.metrics import classification_report, confusion_matrix
 
-LABELS = list(range(10))
+from mnistlab.config import NUM_CLASSES
+
+LABELS = list(range(NUM_CLASSES))
+# Keras clips probabilities to [EPSILON, 1 - EPSILON] before taking their logarithm.
+EPSILON = 1e-7
+
+
+class Classifier(typing.Protocol):
+    def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def measure(
+    model: Classifier, x: np.ndarray, y_true: np.ndarray
+) -> tuple[dict[str, typing.Any], np.ndarray]:
+    """classification_metrics of any model with predict_proba (a Predictor, an export) on
+    labelled images (N, 28, 28), with the probabilities (N, 10) they came from."""
+    y_prob = model.predict_proba(x)
+    return classification_metrics(y_true, y_prob), y_prob
+
+
+def accuracy(y_true: np.ndarray, y_prob: np.ndarray) -> float:
+    return float(np.mean(y_prob.argmax(axis=1) == y_true))
+
+
+def cross_entropy(y_true: np.ndarray, y_prob: np.ndarray) -> float:
+    """Keras' categorical cross-entropy without regularisation: the mean of -log p(true)."""
+    p_true = y_prob[np.arange(len(y_true)), y_true].astype(np.float64)
+    return float(-np.mean(np.log(np.clip(p_true, EPSILON, 1.0 - EPSILON))))
 
 
 def classification_metrics(y_true: np.ndarray, y_prob: np.ndarray) -> dict[str, typing.Any]:
@@ -19,9 +50,8 @@ def classification_metrics(y_true: np.ndarray, y_prob: np.ndarray) -> dict[str, 
     confidence = y_prob[wrong, y_pred[wrong]]
     return {
         "n": len(y_true),
-        "accuracy": float(np.mean(y_pred == y_true)),
-        # Keras' categorical cross-entropy: the mean of -log p(true class).
-        "loss": float(log_loss(y_true, y_prob, labels=LABELS)),
+        "accuracy": accuracy(y_true, y_prob),
+        "loss": cross_entropy(y_true, y_prob),
         "per_class": {str(k): _scores(report[str(k)]) for k in LABELS},
         "macro_avg": _scores(report["macro avg"]),
         "weighted_avg": _scores(report["weighted avg"]),

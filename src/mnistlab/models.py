@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
+
 import keras
 from keras import layers, ops
 
-from mnistlab.config import TrainConfig
-from mnistlab.data import IMAGE_SHAPE, NUM_CLASSES
+from mnistlab.config import IMAGE_SHAPE, NUM_CLASSES, TrainConfig
+from mnistlab.errors import ModelFileError, first_line
 
 
 @keras.saving.register_keras_serializable(package="mnistlab")
@@ -68,6 +71,27 @@ def _with_relu(x, layer_type, batch_norm: bool, name: str, **kwargs):
     x = layer_type(use_bias=False, name=name, **kwargs)(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def load_model(path: Path) -> keras.Model:
+    """A .keras (or legacy .h5) file holding an MNIST classifier: (N, 28, 28) in, (N, 10)
+    out; a ModelFileError for anything else."""
+    # Keras answers "File not found" for an empty or truncated .keras file (a zip).
+    if Path(path).suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path}: not a .keras model (empty, truncated or not a zip)")
+    try:
+        model = keras.saving.load_model(path)  # MaxPool2x2 is registered above
+    except Exception as e:  # Keras raises many types for a bad or unsafe file
+        raise ModelFileError(f"{path}: not a loadable Keras model ({first_line(e)})") from None
+    given = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    gives = tuple(model.output_shape[1:]) if not isinstance(model.output_shape, list) else None
+    if given != IMAGE_SHAPE or gives != (NUM_CLASSES,):
+        raise ModelFileError(
+            f"{path}: a Keras model, but not an MNIST classifier: it takes "
+            f"{model.input_shape} and gives {model.output_shape}; expected "
+            f"{(None, *IMAGE_SHAPE)} and {(None, NUM_CLASSES)}"
+        )
+    return model
 
 
 def layer_table(model: keras.Model) -> list[tuple[str, str, str, int]]:

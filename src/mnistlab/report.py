@@ -6,6 +6,8 @@ import base64
 import html
 import typing
 
+from mnistlab.runs import Run
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
@@ -48,8 +50,7 @@ def figure(png: bytes, alt: str) -> str:
 
 
 def run_report(
-    run_name: str,
-    record: dict[str, typing.Any],
+    run: Run,
     evaluation: dict[str, typing.Any],
     figures: dict[str, bytes],
     mistakes: list[tuple[dict[str, typing.Any], bytes]],
@@ -62,8 +63,9 @@ def run_report(
         f"<code>{html.escape(evaluation['data_source'])}</code>, model "
         f"<code>{html.escape(evaluation['model'])}</code></p>"
     )
-    config_rows = [(k, v) for k, v in record["config"].items()]
-    config_rows += [(k, record[k]) for k in ("keras_version", "backend", "data_sha256")]
+    config_rows = list(run.config.to_dict().items())
+    config_rows += [(k, run.provenance.get(k, "?")) for k in ("keras_version", "backend")]
+    config_rows += [("data_sha256", run.data_sha256)]
     class_rows = [
         (name, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", s["support"])
         for name, s in [
@@ -92,7 +94,7 @@ def run_report(
             table(["setting", "value"], config_rows, text_columns=2),
         ]
     )
-    return page(f"mnistlab run {run_name}", body)
+    return page(f"mnistlab run {run.name}", body)
 
 
 def compare_report(rows: list[dict[str, typing.Any]], curves: bytes, confusions: bytes) -> str:

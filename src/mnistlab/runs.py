@@ -7,9 +7,13 @@ point before that is recognisably incomplete and is resumed, never mistaken for 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
+import functools
+import importlib.metadata
 import json
 import os
+import platform
 import secrets
 import shutil
 import typing
@@ -17,6 +21,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+from mnistlab import __version__
+from mnistlab.config import ConfigError, EnsembleConfig, TrainConfig
 from mnistlab.errors import UserError, first_line
 
 CONFIG = "config.json"
@@ -56,7 +62,7 @@ def locked(run_dir: Path, doing: str = "trained") -> Iterator[Path]:
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise RunError(f"{run_dir} is a file, not a run folder; choose another --run-dir")
+        raise RunError(f"{run_dir} is a file, not a run folder; choose another run folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -149,25 +155,119 @@ def read_json(path: Path) -> typing.Any:
         raise RunError(f"{path}: damaged, not valid JSON ({first_line(e)})") from None
 
 
-def read_config(run_dir: Path) -> dict[str, typing.Any]:
-    """A run's config.json, checked for what every reader of it needs."""
-    path = Path(run_dir) / CONFIG
+KINDS = ("train", "ensemble")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A run folder's records, read and checked once: what every reader of a run uses."""
+
+    path: Path
+    # A TrainConfig for a trained run, an EnsembleConfig for an ensemble.
+    config: TrainConfig | EnsembleConfig
+    data_source: str
+    data_sha256: str
+    # When and with what it was made: created, mnistlab_version, keras_version, backend...
+    provenance: dict[str, str]
+    # metrics.json; None while the run is unfinished.
+    metrics: dict[str, typing.Any] | None
+    # history.json: one dict of Keras logs per finished epoch (empty for an ensemble).
+    history: list[dict[str, typing.Any]]
+
+    @property
+    def kind(self) -> str:
+        return "ensemble" if isinstance(self.config, EnsembleConfig) else "train"
+
+    @property
+    def preset(self) -> str:
+        """What made the run: its preset, or "ensemble"."""
+        return self.config.preset if isinstance(self.config, TrainConfig) else "ensemble"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def finished(self) -> bool:
+        return self.metrics is not None
+
+    @functools.cached_property
+    def model(self) -> typing.Any:
+        """The run's final Keras model (early stopping's best val_loss), loaded on first use.
+
+        A run that `mnistlab.train` has just made holds the model it trained.
+        """
+        from mnistlab.models import load_model  # Keras: seconds to import, so only here
+
+        return load_model(self.path / FINAL_MODEL)
+
+
+def run_record(
+    config: TrainConfig | EnsembleConfig, source: str, sha256: str, backend: str
+) -> dict[str, typing.Any]:
+    """What config.json holds: enough to rebuild the model and reproduce the run."""
+    return {
+        "kind": "ensemble" if isinstance(config, EnsembleConfig) else "train",
+        "config": config.to_dict(),
+        "data_source": source,
+        "data_sha256": sha256,
+        "mnistlab_version": __version__,
+        "keras_version": importlib.metadata.version("keras"),
+        "backend": backend,
+        "python_version": platform.python_version(),
+        "created": datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def open_run(run_dir: Path, finished: bool = True) -> Run:
+    """The run in `run_dir`, its records checked; a RunError if it is not a (finished) run."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).is_file():
+        raise RunError(f"{run_dir}: not a mnistlab run (no {CONFIG})")
+    if finished and not is_finished(run_dir):
+        raise RunError(f"{run_dir}: unfinished run (no {METRICS}); resume it with mnistlab train")
+    record = _read_record(run_dir / CONFIG)
+    history_path = run_dir / HISTORY
+    history = read_json(history_path) if history_path.is_file() else []
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+        raise RunError(f"{history_path}: damaged, not a list of epochs")
+    return Run(
+        path=run_dir,
+        config=record.pop("config"),
+        data_source=record.pop("data_source"),
+        data_sha256=record.pop("data_sha256"),
+        provenance=record,
+        metrics=_read_metrics(run_dir / METRICS) if is_finished(run_dir) else None,
+        history=history,
+    )
+
+
+def _read_record(path: Path) -> dict[str, typing.Any]:
+    """config.json with its config rebuilt as the dataclass of its kind."""
     record = read_json(path)
-    config = record.get("config") if isinstance(record, dict) else None
     if not (
-        isinstance(config, dict)
-        and isinstance(config.get("preset"), str)
+        isinstance(record, dict)
+        and isinstance(record.get("config"), dict)
         and isinstance(record.get("data_sha256"), str)
+        and isinstance(record.get("data_source"), str)
     ):
-        raise RunError(f"{path}: damaged, not a mnistlab run config (no config.preset or data)")
+        raise RunError(f"{path}: damaged, not a mnistlab run config (no config or data)")
+    config = record["config"]
+    # Runs of mnistlab 0.1.0 name no kind; their ensembles say preset "ensemble".
+    kind = record.pop("kind", "ensemble" if "members" in config else "train")
+    if kind == "ensemble":
+        config = {k: v for k, v in config.items() if k != "preset"}
+    try:
+        record["config"] = (EnsembleConfig if kind == "ensemble" else TrainConfig).from_dict(config)
+    except ConfigError as e:
+        raise RunError(f"{path}: damaged, a config mnistlab cannot use ({e})") from None
     return record
 
 
-def read_metrics(run_dir: Path) -> dict[str, typing.Any]:
+def _read_metrics(path: Path) -> dict[str, typing.Any]:
     """A finished run's metrics.json, checked for what every reader of it needs."""
-    path = Path(run_dir) / METRICS
     metrics = read_json(path)
-    numbers = ("test_accuracy", "epochs_run", "training_seconds")
+    numbers = ("test_accuracy", "test_loss", "epochs_run", "training_seconds")
     if not (
         isinstance(metrics, dict) and all(isinstance(metrics.get(k), (int, float)) for k in numbers)
     ):
@@ -199,21 +299,24 @@ def start(run_dir: Path, record: dict[str, typing.Any]) -> bool:
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG
     if is_finished(run_dir):
-        raise RunError(f"{run_dir} is a finished run; choose another --run-dir")
+        raise RunError(f"{run_dir} is a finished run; choose another run folder")
     if config_path.is_file():
-        saved = read_config(run_dir)
+        saved = read_json(config_path)
+        saved_config = saved.get("config") if isinstance(saved, dict) else None
+        if not isinstance(saved_config, dict):
+            raise RunError(f"{config_path}: damaged, not a mnistlab run config")
         record = json.loads(json.dumps(record))  # compare as saved: tuples become lists
-        differ = [k for k in record["config"] if saved["config"].get(k) != record["config"][k]]
+        differ = [k for k in record["config"] if saved_config.get(k) != record["config"][k]]
         if saved.get("data_sha256") != record["data_sha256"]:
             differ.append("data")
         if differ:
             raise RunError(
                 f"{run_dir} holds an unfinished run with different {', '.join(differ)}; "
-                "resume it with the same options or choose another --run-dir"
+                "resume it with the same options or choose another run folder"
             )
         return True
     if run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir()):
-        raise RunError(f"{run_dir} exists and is not a mnistlab run; choose another --run-dir")
+        raise RunError(f"{run_dir} exists and is not a mnistlab run; choose another run folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(config_path, record)
     return False
@@ -228,15 +331,21 @@ def finish(run_dir: Path, metrics: dict[str, typing.Any]) -> None:
     (Path(run_dir) / LOCK).unlink(missing_ok=True)
 
 
-def require_finished(run_dir: Path) -> Path:
-    """The run folder, if it holds a finished run with sound records; else a RunError."""
+def is_resumable(run_dir: Path) -> bool:
+    """An interrupted run that no process is writing: training it again resumes it."""
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).is_file():
-        raise RunError(f"{run_dir}: not a mnistlab run (no {CONFIG})")
-    if not is_finished(run_dir):
-        raise RunError(f"{run_dir}: unfinished run (no {METRICS}); resume it with mnistlab train")
-    read_config(run_dir), read_metrics(run_dir)  # damaged records: one clear error, here
-    return run_dir
+    return (run_dir / CONFIG).is_file() and not is_finished(run_dir) and holder(run_dir) is None
+
+
+def list_runs(root: Path) -> tuple[list[Run], list[RunError]]:
+    """The finished runs under `root`, newest first, and why any damaged one was left out."""
+    found, damaged = [], []
+    for run_dir in finished_runs(root):
+        try:
+            found.append(open_run(run_dir))
+        except RunError as e:
+            damaged.append(e)
+    return found, damaged
 
 
 def finished_runs(root: Path) -> list[Path]:
@@ -248,14 +357,7 @@ def finished_runs(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: (p / METRICS).stat().st_mtime, reverse=True)
 
 
-def find_run(root: Path, config: dict[str, typing.Any], data_sha256: str) -> Path | None:
+def find_run(root: Path, config: TrainConfig, data_sha256: str) -> Run | None:
     """The newest finished run under `root` trained with this config on this data."""
-    wanted = json.loads(json.dumps(config))  # as saved: tuples become lists
-    for run_dir in finished_runs(root):
-        try:
-            record = read_config(run_dir)
-        except RunError:  # a damaged run matches nothing
-            continue
-        if record.get("config") == wanted and record.get("data_sha256") == data_sha256:
-            return run_dir
-    return None
+    found, _damaged = list_runs(root)  # a damaged run matches nothing
+    return next((r for r in found if r.config == config and r.data_sha256 == data_sha256), None)

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import gc
 import importlib.resources
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,7 +37,7 @@ from mnistlab import images, runs
 from mnistlab.batcher import Batcher
 from mnistlab.config import ServeConfig
 from mnistlab.data import IMAGE_SHAPE
-from mnistlab.predict import Predictor
+from mnistlab.predictor import Predictor
 from mnistlab.schemas import (
     Metadata,
     PredictJSON,
@@ -152,7 +153,7 @@ def serve(config: ServeConfig) -> None:
 
     # Fail here, in one line, rather than with a traceback in each worker's start-up.
     _metadata(config, Predictor.load(Path(config.run), config.model, config.engine))
-    os.environ[CONFIG_ENV] = config.to_json()  # read by each worker's app factory
+    os.environ[CONFIG_ENV] = json.dumps(config.to_dict())  # read by each worker's app factory
     uvicorn.run(
         "mnistlab.server:create_app_from_env",
         factory=True,
@@ -167,7 +168,7 @@ def serve(config: ServeConfig) -> None:
 
 def create_app_from_env() -> FastAPI:
     """The app for uvicorn's --factory, configured by `mnistlab serve` through the env."""
-    return create_app(ServeConfig.from_json(os.environ[CONFIG_ENV]))
+    return create_app(_config_from_env())
 
 
 class RequestDeadline(HttpToolsProtocol):
@@ -209,7 +210,11 @@ class RequestDeadline(HttpToolsProtocol):
 
 @functools.cache
 def _request_timeout() -> float:
-    return ServeConfig.from_json(os.environ[CONFIG_ENV]).request_timeout_seconds
+    return _config_from_env().request_timeout_seconds
+
+
+def _config_from_env() -> ServeConfig:
+    return ServeConfig.from_dict(json.loads(os.environ[CONFIG_ENV]))
 
 
 def get_predictor(request: Request) -> Batcher | Predictor:
@@ -308,13 +313,14 @@ def _metadata(config: ServeConfig, predictor: Predictor) -> Metadata:
     if target.suffix == ".onnx":
         run_dir, accuracy = runs.export_record(target)
     else:
-        run_dir = target
-        accuracy = runs.read_metrics(run_dir)["test_accuracy"]
-    has_run = run_dir is not None and (run_dir / runs.CONFIG).is_file()
+        run_dir, accuracy = target, None
+    run = runs.open_run(run_dir) if run_dir and (run_dir / runs.CONFIG).is_file() else None
+    if accuracy is None and run is not None:
+        accuracy = run.metrics["test_accuracy"]
     # Names only: the server's own paths are no business of its clients.
     return Metadata(
         run=run_dir.name if run_dir else None,
-        preset=runs.read_config(run_dir)["config"]["preset"] if has_run else None,
+        preset=run.preset if run else None,
         model_file=Path(predictor.source).name,
         engine=predictor.engine,
         test_accuracy=accuracy,

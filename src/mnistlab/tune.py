@@ -21,15 +21,17 @@ from pathlib import Path
 import optuna
 import sqlalchemy.exc
 
-from mnistlab import plots
+from mnistlab import plots, runs
 from mnistlab.config import PRESETS, TrainConfig, TuneConfig
 from mnistlab.data import Mnist
 from mnistlab.errors import UserError, first_line
-from mnistlab.train import fit_and_validate
+from mnistlab.evaluation import compare_runs
+from mnistlab.training import fit_and_validate, train
 
 STUDIES = "studies"
 STUDY_DB = "study.db"
 STUDY_JSON = "study.json"
+COMPARE_HTML = "compare.html"
 # A worker beats every HEARTBEAT seconds; a RUNNING trial silent for GRACE is failed.
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 30
@@ -104,7 +106,57 @@ def config_from_params(params: dict[str, typing.Any], base: TrainConfig) -> Trai
 
 
 def base_config(config: TuneConfig) -> TrainConfig:
+    """The preset the study searches around, trained as the search trains."""
     return dataclasses.replace(PRESETS[config.preset], epochs=config.epochs, limit=config.limit)
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """What `mnistlab tune` did: the study, the folder of its records, and (unless only
+    searching) the best configuration trained and compared with the preset's run."""
+
+    study: optuna.Study
+    folder: Path
+    record: dict[str, typing.Any]
+    tuned: runs.Run | None = None
+    reference: runs.Run | None = None
+    comparison: list[dict[str, typing.Any]] = dataclasses.field(default_factory=list)
+
+
+def search(
+    config: TuneConfig,
+    data: Mnist,
+    root: Path,
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    progress: bool = True,
+    retrain: bool = True,
+) -> Search:
+    """Run the study; write study.json and its figures; with `retrain`, train its best
+    configuration and compare it (compare.html) with the preset trained alike, reusing a
+    run of that under `root` if there is one. Only the comparison sees the test set."""
+    study = run_study(config, data, root, on_trial, progress)
+    folder = study_dir(root, config.study)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = study_record(study, config)
+    runs.write_json(folder / STUDY_JSON, record)
+    for name, png in study_figures(study).items():
+        runs.write_bytes(folder / f"{name}.png", png)
+    if not retrain:
+        return Search(study, folder, record)
+    tuned = train(best_config(study), data, runs.new_run_dir(root, f"{config.preset}-tuned"), 0)
+    reference_config = base_config(config)
+    reference = runs.find_run(root, reference_config, data.sha256) or train(
+        reference_config, data, runs.new_run_dir(root, config.preset), 0
+    )
+    rows, page = compare_runs([reference, tuned], data.test)
+    runs.write_bytes(folder / COMPARE_HTML, page.encode())
+    return Search(study, folder, record, tuned, reference, rows)
+
+
+def top_trials(record: dict[str, typing.Any], n: int) -> list[dict[str, typing.Any]]:
+    """The `n` completed trials of a study record with the highest val_accuracy."""
+    completed = [t for t in record["trials"] if t["state"] == "COMPLETE"]
+    return sorted(completed, key=lambda t: t["value"], reverse=True)[:n]
 
 
 def open_study(config: TuneConfig, root: Path) -> optuna.Study:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 from mnistlab.config import ServeConfig
-from mnistlab.predict import Predictor
+from mnistlab.predictor import Predictor
 from mnistlab.schemas import MAX_BATCH
 from mnistlab.server import create_app
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from mnistlab import runs
 from mnistlab.config import ServeConfig
-from mnistlab.predict import Predictor
+from mnistlab.predictor import Predictor
 from mnistlab.server import create_app
 
 

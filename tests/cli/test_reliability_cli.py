@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from mnistlab import runs
-from mnistlab.predict import Predictor
+from mnistlab.predictor import Predictor
 
 EXIT_USAGE = 2
 

@@ -3,7 +3,7 @@
 import pytest
 
 from mnistlab import runs
-from mnistlab.predict import Predictor
+from mnistlab.predictor import Predictor
 
 # Three epochs on all the data take about 1.5 minutes on 2 CPU cores (28 s an epoch on
 # JAX) and reached 98.18% here; the bar leaves room for another machine.

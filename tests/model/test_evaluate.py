@@ -8,9 +8,9 @@ from PIL import Image
 
 from mnistlab import runs
 from mnistlab.data import load_digits_set
-from mnistlab.evaluate import evaluate_run
-from mnistlab.predict import FAST_PATH_MAX_BATCH, PREDICT_BATCH_SIZE, Predictor
-from mnistlab.train import prepare
+from mnistlab.evaluation import evaluate_run
+from mnistlab.predictor import FAST_PATH_MAX_BATCH, PREDICT_BATCH_SIZE, Predictor
+from mnistlab.training import prepare
 
 FIGURE_SIZES = {
     "learning_curves": (1000, 400),

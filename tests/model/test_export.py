@@ -13,7 +13,7 @@ from mnistlab import runs
 from mnistlab.config import ExportConfig
 from mnistlab.data import load_mnist
 from mnistlab.export import ExportError, export_run
-from mnistlab.predict import Predictor
+from mnistlab.predictor import Predictor
 
 HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from mnistlab.images import load_digit
-from mnistlab.predict import Predictor
+from mnistlab.predictor import Predictor
 
 N = 100
 BAR = 97  # of 100 per transformation, the same digit as for the original test image

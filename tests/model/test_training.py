@@ -13,8 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mnistlab import runs
 from mnistlab.config import PRESETS
-from mnistlab.predict import Predictor
-from mnistlab.train import prepare
+from mnistlab.predictor import Predictor
+from mnistlab.training import prepare
 
 ACCURACY_BAR = 0.98
 

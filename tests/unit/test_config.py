@@ -68,7 +68,7 @@ def test_round_trip_through_a_json_dict():
 
 
 def test_unknown_keys_are_rejected_by_name():
-    with pytest.raises(ConfigError, match="unknown config keys: colour"):
+    with pytest.raises(ConfigError, match="unknown TrainConfig keys: colour"):
         TrainConfig.from_dict({"epochs": 3, "colour": "blue"})
 
 

@@ -4,6 +4,7 @@ from datetime import datetime
 import pytest
 
 from mnistlab import runs
+from mnistlab.config import EnsembleConfig, preset_config
 
 
 def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -101,14 +102,74 @@ def test_a_locked_run_refuses_a_second_holder_and_names_the_first(tmp_path):
     assert not (run_dir / runs.LOCK).exists()  # a finished run keeps no lock file
 
 
+METRICS = {"test_accuracy": 0.5, "test_loss": 1.2, "epochs_run": 1, "training_seconds": 1.0}
+TRAIN = preset_config("mlp-128", epochs=1)
+
+
+def finished_run(run_dir, config=TRAIN, history=()):
+    runs.start(run_dir, runs.run_record(config, "mnist.npz", "abc", "jax"))
+    runs.write_json(run_dir / runs.HISTORY, list(history))
+    runs.finish(run_dir, METRICS)
+    return run_dir
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [(runs.CONFIG, "{", "not valid JSON"), (runs.CONFIG, '{"config": {}}', "not a mnistlab run"),
-     (runs.METRICS, '{"test_accuracy": "high"}', "lacks one of test_accuracy")],
+     (runs.CONFIG, '{"config": {"colour": 1}, "data_source": "m", "data_sha256": "a"}',
+      "cannot use .unknown TrainConfig keys: colour"),
+     (runs.METRICS, '{"test_accuracy": "high"}', "lacks one of test_accuracy"),
+     (runs.HISTORY, '{"epoch": 1}', "not a list of epochs")],
 )  # fmt: skip
 def test_damaged_records_name_their_file(tmp_path, name, content, message):
-    runs.start(tmp_path, RECORD)
-    runs.finish(tmp_path, {"test_accuracy": 0.5, "epochs_run": 1, "training_seconds": 1.0})
+    finished_run(tmp_path)
     (tmp_path / name).write_text(content)
     with pytest.raises(runs.RunError, match=f"^{tmp_path / name}: damaged.*{message}"):
-        runs.require_finished(tmp_path)
+        runs.open_run(tmp_path)
+
+
+def test_open_run_reads_each_record_once_into_types(tmp_path):
+    history = [{"epoch": 1, "val_loss": 0.3}]
+    run = runs.open_run(finished_run(tmp_path, history=history))
+    assert run.config == TRAIN  # a TrainConfig again, tuples and all
+    assert (run.kind, run.preset, run.name) == ("train", "mlp-128", tmp_path.name)
+    assert (run.data_source, run.data_sha256) == ("mnist.npz", "abc")
+    assert run.provenance["backend"] == "jax"
+    assert run.metrics == METRICS
+    assert run.history == history
+
+
+def test_an_ensemble_run_has_its_own_config_type(tmp_path):
+    config = EnsembleConfig(members=("a", "b"))
+    run = runs.open_run(finished_run(tmp_path, config))
+    assert run.config == config
+    assert (run.kind, run.preset) == ("ensemble", "ensemble")
+
+
+def test_an_ensemble_of_mnistlab_0_1_0_still_opens(tmp_path):
+    # 0.1.0 wrote no kind, and an EnsembleConfig with preset "ensemble".
+    finished_run(tmp_path, EnsembleConfig(members=("a", "b")))
+    record = runs.read_json(tmp_path / runs.CONFIG)
+    del record["kind"]
+    record["config"]["preset"] = "ensemble"
+    runs.write_json(tmp_path / runs.CONFIG, record)
+    run = runs.open_run(tmp_path)
+    assert (run.kind, run.config.members) == ("ensemble", ("a", "b"))
+
+
+def test_open_run_tells_an_unfinished_run_from_a_stranger(tmp_path):
+    with pytest.raises(runs.RunError, match="not a mnistlab run"):
+        runs.open_run(tmp_path)
+    runs.start(tmp_path, runs.run_record(TRAIN, "mnist.npz", "abc", "jax"))
+    with pytest.raises(runs.RunError, match="unfinished run"):
+        runs.open_run(tmp_path)
+    assert runs.open_run(tmp_path, finished=False).metrics is None
+
+
+def test_find_run_matches_config_and_data_and_skips_damaged_runs(tmp_path):
+    finished_run(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / runs.METRICS).write_text("{")  # damaged: skipped, not fatal
+    assert runs.find_run(tmp_path, TRAIN, "abc").path == tmp_path / "a"
+    assert runs.find_run(tmp_path, TRAIN, "other data") is None
+    assert runs.find_run(tmp_path, preset_config("mlp-128", epochs=2), "abc") is None

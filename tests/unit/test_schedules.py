@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mnistlab.config import TrainConfig
-from mnistlab.train import learning_rate
+from mnistlab.training import learning_rate
 
 STEPS_PER_EPOCH, EPOCHS, PEAK = 100, 10, 3e-3
 TOTAL = STEPS_PER_EPOCH * EPOCHS

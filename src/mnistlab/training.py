@@ -1,17 +1,14 @@
-"""train(config, data, run_dir) -> test metrics, leaving a finished run directory behind."""
+"""train(config, data, run_dir) -> a finished Run, its folder written as runs.py says."""
 
 from __future__ import annotations
 
-import platform
-import typing
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from mnistlab import __version__, runs
+from mnistlab import runs
 from mnistlab.augment import augment_batch
 from mnistlab.callbacks import (
     AtomicModelCheckpoint,
@@ -20,31 +17,11 @@ from mnistlab.callbacks import (
     ResumableEarlyStopping,
     TensorBoardLogger,
 )
-from mnistlab.config import EnsembleConfig, TrainConfig
-from mnistlab.data import NUM_CLASSES, Mnist, split_validation
+from mnistlab.config import TrainConfig
+from mnistlab.data import Mnist, scale, split_validation
+from mnistlab.metrics import measure
 from mnistlab.models import build_model
-
-EVAL_BATCH_SIZE = 1000
-
-
-def prepare(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images and labels -> float32 pixels in [0, 1] and one-hot float32 labels."""
-    return (x.astype("float32") / 255.0), np.eye(NUM_CLASSES, dtype="float32")[y]
-
-
-def run_record(config: TrainConfig | EnsembleConfig, data: Mnist) -> dict[str, typing.Any]:
-    """What config.json holds: enough to rebuild the model and reproduce the run."""
-    return {
-        "config": config.to_dict(),
-        "data_source": data.source,
-        "data_sha256": data.sha256,
-        "mnistlab_version": __version__,
-        "keras_version": keras.__version__,
-        "backend": keras.backend.backend(),
-        "python_version": platform.python_version(),
-        "created": datetime.now().isoformat(timespec="seconds"),
-    }
-
+from mnistlab.predictor import Predictor
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
@@ -102,7 +79,8 @@ def fit(config: TrainConfig, data: Mnist, callbacks: list, verbose: int | str = 
     """
     keras.utils.set_random_seed(config.seed)
     limit = config.limit or len(data.x_train)
-    x, y = prepare(data.x_train[:limit], data.y_train[:limit])
+    # Integer labels with the sparse loss: the same numbers as one-hot, without the copy.
+    x, y = scale(data.x_train[:limit]), data.y_train[:limit]
     (x_train, y_train), validation = split_validation(x, y, config.validation_split)
     model = build_model(config)
     steps_per_epoch = -(-len(x_train) // config.batch_size)
@@ -116,7 +94,7 @@ def fit(config: TrainConfig, data: Mnist, callbacks: list, verbose: int | str = 
         ]
     model.compile(
         optimizer=OPTIMIZERS[config.optimizer](learning_rate(config, steps_per_epoch)),
-        loss="categorical_crossentropy",
+        loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=config.steps_per_execution,
     )
@@ -154,19 +132,22 @@ def fit_and_validate(
     ]
 
 
-def train(
-    config: TrainConfig, data: Mnist, run_dir: Path, verbose: int | str = "auto"
-) -> dict[str, typing.Any]:
-    """Train, checkpoint and evaluate one model; resume if `run_dir` holds an unfinished run.
+def train(config: TrainConfig, data: Mnist, run_dir: Path, verbose: int | str = "auto") -> runs.Run:
+    """Train, checkpoint and test one model; resume if `run_dir` holds an unfinished run.
 
     The run folder is locked meanwhile: a second process gets a RunError, not a share.
+    The Run returned holds the model just trained.
     """
     with runs.locked(run_dir):
-        return _train(config, data, Path(run_dir), verbose)
+        model = _train(config, data, Path(run_dir), verbose)
+    run = runs.open_run(run_dir)
+    vars(run)["model"] = model  # Run.model's cache: no need to load what is in memory
+    return run
 
 
-def _train(config: TrainConfig, data: Mnist, run_dir: Path, verbose: int | str) -> dict:
-    runs.start(run_dir, run_record(config, data))
+def _train(config: TrainConfig, data: Mnist, run_dir: Path, verbose: int | str) -> keras.Model:
+    record = runs.run_record(config, data.source, data.sha256, keras.backend.backend())
+    runs.start(run_dir, record)
     history_path = run_dir / runs.HISTORY
     done = runs.read_json(history_path) if history_path.is_file() else []
     callbacks = [
@@ -200,12 +181,11 @@ def _train(config: TrainConfig, data: Mnist, run_dir: Path, verbose: int | str) 
         with runs.atomic_path(run_dir / runs.FINAL_MODEL_H5) as tmp:
             model.save(tmp)
 
-    x_test, y_test = prepare(data.x_test, data.y_test)
-    test = model.evaluate(x_test, y_test, batch_size=EVAL_BATCH_SIZE, verbose=0, return_dict=True)
+    test, _ = measure(Predictor(str(run_dir / runs.FINAL_MODEL), model), data.x_test, data.y_test)
     history = runs.read_json(history_path)
     metrics = {
-        "test_accuracy": float(test["accuracy"]),
-        "test_loss": float(test["loss"]),
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
         "epochs_run": len(history),
         # Epoch (1-based) whose weights final_model.keras holds: lowest val_loss.
         "best_epoch": min(history, key=lambda r: r["val_loss"])["epoch"],
@@ -215,4 +195,4 @@ def _train(config: TrainConfig, data: Mnist, run_dir: Path, verbose: int | str) 
         "training_seconds": sum(r["seconds"] for r in history),
     }
     runs.finish(run_dir, metrics)
-    return metrics
+    return model

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import os
 import threading
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mnistlab import images, runs
-from mnistlab.config import ENGINES
-from mnistlab.data import IMAGE_SHAPE, NUM_CLASSES
-from mnistlab.errors import UserError, first_line
+from mnistlab.config import ENGINES, MODELS, ConfigError, PredictConfig, one_of, require
+from mnistlab.data import IMAGE_SHAPE, NUM_CLASSES, scale
+from mnistlab.errors import ModelFileError, UserError, first_line
 
 MODEL_FILES = {"final": runs.FINAL_MODEL, "best": runs.BEST_MODEL}
 PREDICT_BATCH_SIZE = 1000
@@ -43,10 +42,6 @@ class Prediction:
         return [(int(d), float(self.probabilities[d])) for d in order]
 
 
-class ModelFileError(UserError, ValueError):
-    """A model file that cannot be loaded, or is not an MNIST classifier."""
-
-
 class Predictor:
     """Class probabilities for MNIST-style 28x28 images."""
 
@@ -57,24 +52,31 @@ class Predictor:
         self.session = session
         self.engine = "keras" if model is not None else "onnx"
         self._dense = _dense_stack(model) if model is not None else None
+        # An ensemble's members run one by one, as they ran alone: so an ensemble's
+        # probabilities are exactly the mean of its members' (XLA fuses a whole ensemble
+        # differently, and its sums differ in the last bit).
+        self._members = _ensemble_members(model) if model is not None else None
         # Keras' predict is not reentrant: on JAX it takes the variables out of the model
         # while it runs, and a second thread then finds them gone, for good.
         self._keras_lock = threading.Lock()
 
     @classmethod
-    def load(cls, target: Path, which: str = "final", engine: str = "keras") -> Predictor:
-        """A run folder (its Keras model, or with engine onnx its ONNX export) or an .onnx file."""
-        if Path(target).suffix == ".onnx":
+    def load(
+        cls, target: runs.Run | Path, which: str = "final", engine: str = "keras"
+    ) -> Predictor:
+        """A run (its Keras model, or with engine onnx its ONNX export) or an .onnx file."""
+        if not isinstance(target, runs.Run) and Path(target).suffix == ".onnx":
             return cls.from_onnx(target)
         return cls.from_run(target, which, engine)
 
     @classmethod
-    def from_run(cls, run_dir: Path, which: str = "final", engine: str = "keras") -> Predictor:
+    def from_run(
+        cls, run: runs.Run | Path, which: str = "final", engine: str = "keras"
+    ) -> Predictor:
         """Load `final_model.keras` (early stopping's best val_loss) or `best_model.keras`;
         with engine onnx, the run's ONNX export of that model (`mnistlab export`)."""
-        if which not in MODEL_FILES or engine not in ENGINES:
-            raise ValueError(f"unknown model {which!r} or engine {engine!r}")
-        run_dir = runs.require_finished(run_dir)
+        require([one_of("model", which, MODELS), one_of("engine", engine, ENGINES)])
+        run_dir = (run if isinstance(run, runs.Run) else runs.open_run(run)).path
         if engine == "onnx":
             path = run_dir / runs.EXPORTS / f"{which}.onnx"
             if not path.is_file():
@@ -90,28 +92,10 @@ class Predictor:
 
     @classmethod
     def from_keras_file(cls, path: Path) -> Predictor:
-        """A .keras (or legacy .h5) file holding an MNIST classifier: (N, 28, 28) in,
-        (N, 10) out."""
-        import keras
+        """A .keras (or legacy .h5) file holding an MNIST classifier."""
+        from mnistlab.models import load_model  # Keras: only for Keras models
 
-        from mnistlab.models import MaxPool2x2
-
-        # Keras answers "File not found" for an empty or truncated .keras file (a zip).
-        if Path(path).suffix == ".keras" and not zipfile.is_zipfile(path):
-            raise ModelFileError(f"{path}: not a .keras model (empty, truncated or not a zip)")
-        try:
-            model = keras.saving.load_model(path, custom_objects={"MaxPool2x2": MaxPool2x2})
-        except Exception as e:  # Keras raises many types for a bad or unsafe file
-            raise ModelFileError(f"{path}: not a loadable Keras model ({first_line(e)})") from None
-        given = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
-        gives = tuple(model.output_shape[1:]) if not isinstance(model.output_shape, list) else None
-        if given != IMAGE_SHAPE or gives != (NUM_CLASSES,):
-            raise ModelFileError(
-                f"{path}: a Keras model, but not an MNIST classifier: it takes "
-                f"{model.input_shape} and gives {model.output_shape}; expected (None, 28, 28) "
-                "and (None, 10)"
-            )
-        return cls(str(path), model=model)
+        return cls(str(path), model=load_model(path))
 
     @classmethod
     def from_onnx(cls, path: Path) -> Predictor:
@@ -134,8 +118,8 @@ class Predictor:
             len(inputs) != 1
             or len(outputs) != 1
             or inputs[0].type != "tensor(float)"
-            or shapes[0][0][1:] != [28, 28]
-            or shapes[1][0][1:] != [10]
+            or shapes[0][0][1:] != list(IMAGE_SHAPE)
+            or shapes[1][0][1:] != [NUM_CLASSES]
         ):
             raise ModelFileError(
                 f"{path}: an ONNX model, but not an MNIST classifier: it takes {shapes[0]} "
@@ -151,7 +135,7 @@ class Predictor:
         function, 1000 images at a time, one call at a time. An ONNX model runs in ONNX
         Runtime, 1000 images at a time.
         """
-        x = images_.astype("float32") / 255.0 if images_.dtype == np.uint8 else images_
+        x = scale(images_) if images_.dtype == np.uint8 else images_
         x = x.astype("float32", copy=False)
         if self._dense is not None and len(x) <= FAST_PATH_MAX_BATCH:
             return _dense_forward(self._dense, x)
@@ -170,7 +154,8 @@ class Predictor:
         size = next(b for b in BATCH_BUCKETS if b >= len(x))
         padded = np.zeros((size, *x.shape[1:]), np.float32)
         padded[: len(x)] = x
-        return np.asarray(self.model.predict_on_batch(padded))[: len(x)]
+        models = self._members or [self.model]
+        return average([np.asarray(m.predict_on_batch(padded))[: len(x)] for m in models])
 
     def warm_up(self, max_batch: int) -> None:
         """Compile the Keras predict function for every batch size up to `max_batch`, so
@@ -204,6 +189,41 @@ class Predictor:
                 results.append((path, error))
         answers = iter(self.predict_digits(np.array(digits), min_confidence) if digits else [])
         return [(path, error or next(answers)) for path, error in results]
+
+
+def predict_paths(
+    config: PredictConfig, paths: list[str | os.PathLike]
+) -> list[tuple[Path, Prediction | UserError]]:
+    """Each image file (folders: every image in them) -> its Prediction or its error."""
+    predictor = predictor_for(config)
+    files = images.image_files(paths)
+    if not files:
+        raise ConfigError("no image files found in the folders given")
+    return predictor.predict_files(files, config.min_confidence)
+
+
+def predictor_for(config: PredictConfig) -> Predictor:
+    return Predictor.load(Path(config.run), config.model, config.engine)
+
+
+def average(probabilities: list[np.ndarray]) -> np.ndarray:
+    """The mean of several models' (N, 10) probabilities, summed in order and divided, as
+    Keras' Average layer does; one model's unchanged."""
+    total = probabilities[0]
+    for p in probabilities[1:]:
+        total = total + p
+    return total / len(probabilities) if len(probabilities) > 1 else total
+
+
+def _ensemble_members(model) -> list | None:
+    """The member models of an ensemble that mnistlab.ensemble built (an input, nested
+    models, and their Average); None for any other model."""
+    import keras
+
+    *members, last = model.layers[1:]
+    if not (members and isinstance(last, keras.layers.Average)):
+        return None
+    return members if all(isinstance(m, keras.Model) for m in members) else None
 
 
 def _dense_stack(model) -> list[tuple[np.ndarray, np.ndarray, str]] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from pathlib import Path
 
@@ -9,29 +10,43 @@ import numpy as np
 
 from mnistlab import plots, report, runs
 from mnistlab.data import Digits
-from mnistlab.metrics import classification_metrics
-from mnistlab.predict import Predictor
+from mnistlab.metrics import measure
+from mnistlab.predictor import Predictor
+
+if typing.TYPE_CHECKING:  # matplotlib itself is plots.py's
+    from matplotlib.figure import Figure
 
 GRID_SIZE = 25
 REPORT_MISTAKES = 10
 
 
-def output_dir(run_dir: Path, record: dict, which: str, digits: Digits) -> Path:
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """What evaluate_run wrote: evaluation.json's record, the folder, and the figures."""
+
+    record: dict[str, typing.Any]
+    folder: Path
+    # Matplotlib Figures: a notebook shows them inline.
+    figures: dict[str, Figure]
+
+    @property
+    def metrics(self) -> dict[str, typing.Any]:
+        return self.record["metrics"]
+
+
+def output_dir(run: runs.Run, which: str, digits: Digits) -> Path:
     """The run folder itself for its final model on its own data; a subfolder otherwise."""
-    if which == "final" and digits.sha256 == record["data_sha256"]:
-        return Path(run_dir)
-    return Path(run_dir) / runs.EVALUATIONS / f"{which}-{Path(digits.source).stem}"
+    if which == "final" and digits.sha256 == run.data_sha256:
+        return run.path
+    return run.path / runs.EVALUATIONS / f"{which}-{Path(digits.source).stem}"
 
 
-def evaluate_run(run_dir: Path, digits: Digits, which: str = "final") -> tuple[dict, Path]:
-    """Predict once, compute every metric, write figures, report.html and evaluation.json.
-
-    Returns the evaluation and the folder it was written to; evaluation.json comes last.
-    """
-    run_dir = runs.require_finished(run_dir)
-    predictor = Predictor.from_run(run_dir, which)
-    y_prob = predictor.predict_proba(digits.x)
-    metrics = classification_metrics(digits.y, y_prob)
+def evaluate_run(run: runs.Run | Path, digits: Digits, which: str = "final") -> Evaluation:
+    """Predict once, compute every metric, write figures, report.html and evaluation.json
+    (last) into output_dir."""
+    run = run if isinstance(run, runs.Run) else runs.open_run(run)
+    predictor = Predictor.from_run(run, which)
+    metrics, y_prob = measure(predictor, digits.x, digits.y)
     evaluation = {
         "model": which,
         "model_file": predictor.source,
@@ -39,45 +54,42 @@ def evaluate_run(run_dir: Path, digits: Digits, which: str = "final") -> tuple[d
         "data_sha256": digits.sha256,
         "metrics": metrics,
     }
-    history = runs.read_json(run_dir / runs.HISTORY)
-    figures = _figures(run_dir.name, history, metrics, digits, y_prob)
-
-    record = runs.read_config(run_dir)
-    out = output_dir(run_dir, record, which, digits)
+    figures = evaluation_figures(run, metrics, digits, y_prob)
+    pngs = {name: plots.to_png(figure) for name, figure in figures.items()}
+    out = output_dir(run, which, digits)
     (out / runs.FIGURES).mkdir(parents=True, exist_ok=True)
-    for name, png in figures.items():
+    for name, png in pngs.items():
         runs.write_bytes(out / runs.FIGURES / f"{name}.png", png)
     mistakes = [
         (x, plots.digit_png(digits.x[x["index"]]))
         for x in metrics["misclassified"][:REPORT_MISTAKES]
     ]
-    page = report.run_report(run_dir.name, record, evaluation, figures, mistakes)
+    page = report.run_report(run, evaluation, pngs, mistakes)
     runs.write_bytes(out / runs.REPORT, page.encode())
     runs.write_json(out / runs.EVALUATION, evaluation)
-    return evaluation, out
+    return Evaluation(evaluation, out, figures)
 
 
-def compare_runs(run_dirs: list[Path], digits: Digits) -> tuple[list[dict], str]:
+def compare_runs(run_dirs: list[runs.Run | Path], digits: Digits) -> tuple[list[dict], str]:
     """A summary row per run, all measured on the same digits, and the comparison page."""
     rows, histories, matrices = [], {}, {}
-    for run_dir in run_dirs:
-        run_dir = runs.require_finished(run_dir)
-        name = _unique(run_dir, histories)
-        predictor = Predictor.from_run(run_dir)
-        metrics = classification_metrics(digits.y, predictor.predict_proba(digits.x))
-        run_metrics = runs.read_metrics(run_dir)
+    for run in run_dirs:
+        run = run if isinstance(run, runs.Run) else runs.open_run(run)
+        name = _unique(run.path, histories)
+        predictor = Predictor.from_run(run)
+        metrics, _ = measure(predictor, digits.x, digits.y)
         rows.append(
             {
                 "run": name,
-                "model": runs.read_config(run_dir)["config"]["preset"],
+                "model": run.preset,
                 "parameters": predictor.model.count_params(),
-                "epochs": run_metrics["epochs_run"],
-                "training seconds": round(run_metrics["training_seconds"], 1),
+                "epochs": run.metrics["epochs_run"],
+                "training seconds": round(run.metrics["training_seconds"], 1),
                 "test accuracy": round(metrics["accuracy"], 4),
                 "test loss": round(metrics["loss"], 4),
             }
         )
-        histories[name] = runs.read_json(run_dir / runs.HISTORY)
+        histories[name] = run.history
         matrices[name] = metrics["confusion_matrix"]
     page = report.compare_report(
         rows,
@@ -87,14 +99,15 @@ def compare_runs(run_dirs: list[Path], digits: Digits) -> tuple[list[dict], str]
     return rows, page
 
 
-def _figures(
-    name: str, history: list[dict], metrics: dict, digits: Digits, y_prob: np.ndarray
-) -> dict[str, bytes]:
+def evaluation_figures(
+    run: runs.Run, metrics: dict, digits: Digits, y_prob: np.ndarray
+) -> dict[str, Figure]:
+    """The report's figures, as matplotlib Figures (a notebook shows them inline)."""
     y_pred = y_prob.argmax(axis=1)
     wrong = metrics["misclassified"][:GRID_SIZE]
     first = range(min(GRID_SIZE, len(digits.y)))
     figures = {
-        "learning_curves": plots.learning_curves(history, f"Learning curves: {name}"),
+        "learning_curves": plots.learning_curves(run.history, f"Learning curves: {run.name}"),
         "confusion_matrix": plots.confusion_matrix_plot(metrics["confusion_matrix"]),
         "misclassified": plots.digit_grid(
             digits.x[[x["index"] for x in wrong]],
@@ -112,7 +125,7 @@ def _figures(
         ),
         "per_class_accuracy": plots.per_class_accuracy(metrics["confusion_matrix"]),
     }
-    return {key: plots.to_png(figure) for key, figure in figures.items()}
+    return figures
 
 
 def _unique(run_dir: Path, taken: typing.Container[str]) -> str:

@@ -1,0 +1,105 @@
+"""The Python API for notebooks and scripts: `import mnistlab`, then mnistlab.train(...).
+
+Each function takes a Run or a run folder wherever it needs a run, and chooses the Keras
+backend (mnistlab.backend) before anything imports Keras, so that `import mnistlab`
+works whatever keras.json says.
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab import backend, runs
+from mnistlab.config import PredictConfig, TrainConfig, override, preset_config
+from mnistlab.data import Digits, Mnist, load_digits_set, load_mnist
+from mnistlab.errors import UserError
+
+if typing.TYPE_CHECKING:
+    from mnistlab.evaluation import Evaluation
+    from mnistlab.predictor import Prediction
+
+PathLike = str | os.PathLike
+
+
+def train(
+    preset: str | TrainConfig = "deep-mlp",
+    *,
+    data: Mnist | PathLike | None = None,
+    run_dir: PathLike | None = None,
+    verbose: int | str = "auto",
+    **options: typing.Any,
+) -> runs.Run:
+    """Train a preset (or a TrainConfig), its fields replaced by `options` (epochs=3, ...),
+    into `run_dir` (default: runs/<time>-<preset>); the finished Run holds its model,
+    history and metrics. An unfinished run in `run_dir` is resumed."""
+    _choose_backend()
+    from mnistlab.training import train as train_config
+
+    if isinstance(preset, TrainConfig):
+        config = override(preset, **options)
+    else:
+        config = preset_config(preset, **options)
+    mnist = data if isinstance(data, Mnist) else load_mnist(data)
+    folder = Path(run_dir) if run_dir is not None else None
+    return train_config(
+        config, mnist, folder or runs.new_run_dir(runs.DEFAULT_ROOT, config.preset), verbose
+    )
+
+
+def open_run(run: PathLike) -> runs.Run:
+    """A finished run, from its folder; its `model` loads on first use."""
+    _choose_backend()
+    return runs.open_run(Path(run))
+
+
+def evaluate(
+    run: runs.Run | PathLike,
+    data: Digits | PathLike | None = None,
+    model: str = "final",
+) -> Evaluation:
+    """Evaluate a run as `mnistlab evaluate` does, writing its report; the Evaluation's
+    metrics, and its figures as matplotlib Figures (a notebook shows them inline)."""
+    _choose_backend()
+    from mnistlab.evaluation import evaluate_run
+
+    digits = data if isinstance(data, Digits) else load_digits_set(data)
+    return evaluate_run(_run(run), digits, model)
+
+
+def predict(
+    run: runs.Run | PathLike,
+    images: np.ndarray | PathLike | list[PathLike],
+    model: str = "final",
+    min_confidence: float = 0.0,
+) -> list[Prediction]:
+    """The digit in each image: image files or folders (preprocessed as MNIST was made),
+    or an array of MNIST-style digits (N, 28, 28). `run` may be an .onnx export too. An
+    unreadable file is an ImageError."""
+    _choose_backend()
+    from mnistlab.predictor import predict_paths, predictor_for
+
+    target = str(run.path if isinstance(run, runs.Run) else run)
+    config = PredictConfig(run=target, model=model, min_confidence=min_confidence)
+    if isinstance(images, np.ndarray):
+        return predictor_for(config).predict_digits(images, config.min_confidence)
+    paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    answers = [answer for _path, answer in predict_paths(config, paths)]
+    for answer in answers:
+        if isinstance(answer, UserError):
+            raise answer
+    return answers
+
+
+def _run(run: runs.Run | PathLike) -> runs.Run:
+    return run if isinstance(run, runs.Run) else runs.open_run(Path(run))
+
+
+def _choose_backend() -> None:
+    notice = backend.choose()
+    if notice:
+        warnings.warn(notice, stacklevel=3)
