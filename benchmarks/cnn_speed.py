@@ -22,8 +22,8 @@ import numpy as np
 from mnistlab import models
 from mnistlab.augment import augment_batch
 from mnistlab.config import PRESETS
-from mnistlab.data import load_mnist, split_validation
-from mnistlab.training import OPTIMIZERS, prepare
+from mnistlab.data import load_mnist, scale, split_validation
+from mnistlab.training import OPTIMIZERS
 
 
 def seconds_per_epoch(config, x, y, steps: int) -> float:
@@ -31,7 +31,7 @@ def seconds_per_epoch(config, x, y, steps: int) -> float:
     model = models.build_model(config)
     spe = 50
     model.compile(OPTIMIZERS[config.optimizer](config.learning_rate),
-                  "categorical_crossentropy", steps_per_execution=spe)  # fmt: skip
+                  "sparse_categorical_crossentropy", steps_per_execution=spe)  # fmt: skip
     batch = config.batch_size
     model.fit(x[: batch * spe], y[: batch * spe], batch_size=batch, verbose=0)  # compile
     n = batch * steps
@@ -50,8 +50,7 @@ def main() -> None:
     print(f"{'preset':<10} {'MaxPool2x2 s':>13} {'MaxPooling2D s':>15} {'ratio':>6}")
     for name in ("cnn-basic", "cnn"):
         config = PRESETS[name]
-        (x, y), _ = split_validation(*prepare(data.x_train, data.y_train),
-                                     config.validation_split)  # fmt: skip
+        (x, y), _ = split_validation(scale(data.x_train), data.y_train, config.validation_split)
         models.MaxPool2x2 = ours
         fast = seconds_per_epoch(config, x, y, args.steps)
         models.MaxPool2x2 = lambda name: keras.layers.MaxPooling2D(2, name=name)

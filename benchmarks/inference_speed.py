@@ -18,11 +18,10 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import numpy as np
 
 from mnistlab import runs
 from mnistlab.config import ExportConfig
-from mnistlab.data import load_mnist
+from mnistlab.data import load_mnist, scale
 from mnistlab.export import export_run
 from mnistlab.predictor import Predictor
 
@@ -61,7 +60,7 @@ def main() -> None:
             return h
 
         paths["NumPy floor (matrix products only)"] = floor
-    x_all = (data.x_test / 255.0).astype(np.float32)
+    x_all = scale(data.x_test)
     table = {name: {} for name in paths}
     for batch in (1, 1000):
         x = x_all[:batch]

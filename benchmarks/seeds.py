@@ -22,6 +22,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 from mnistlab import runs
 from mnistlab.config import PRESETS
 from mnistlab.data import SKLEARN_DIGITS, load_digits_set
+from mnistlab.metrics import measure
 from mnistlab.models import build_model
 from mnistlab.predictor import Predictor
 
@@ -52,8 +53,8 @@ def main() -> None:
                     runs.write_json(run_dir / "wall_seconds.json", time.perf_counter() - start)
                 metrics = runs.read_json(run_dir / runs.METRICS)
                 wall = runs.read_json(run_dir / "wall_seconds.json")
-                y_prob = Predictor.from_run(run_dir).predict_proba(other.x)
-                other_accuracy = float((y_prob.argmax(1) == other.y).mean())
+                other_metrics, _ = measure(Predictor.from_run(run_dir), other.x, other.y)
+                other_accuracy = other_metrics["accuracy"]
                 results.append((metrics, wall, other_accuracy))
                 print(f"{preset} seed {seed}: test_accuracy {metrics['test_accuracy']:.4f} "
                       f"test_loss {metrics['test_loss']:.4f} epochs {metrics['epochs_run']} "

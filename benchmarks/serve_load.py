@@ -34,7 +34,7 @@ import timeit
 import urllib.request
 from pathlib import Path
 
-from mnistlab.data import load_mnist
+from mnistlab.data import load_mnist, scale
 
 
 def single_image_paths(run: str, image) -> dict[str, float]:
@@ -42,7 +42,7 @@ def single_image_paths(run: str, image) -> dict[str, float]:
     from mnistlab.predictor import Predictor
 
     predictor = Predictor.from_run(run)
-    x = (image / 255.0).astype("float32")[None]
+    x = scale(image)[None]
     onnx = (
         Predictor.from_run(run, engine="onnx")
         if Path(run, "exports/final.onnx").is_file()
@@ -122,7 +122,7 @@ def main() -> None:
     image = load_mnist(args.data).x_test[0]
     for name, micros in single_image_paths(args.run, image).items():
         print(f"single image, {name}: {micros:.0f} us")
-    body = json.dumps({"pixels": (image / 255.0).round(4).tolist()})
+    body = json.dumps({"pixels": scale(image).round(4).tolist()})
     busy = {}
     for max_batch in args.max_batch:
         for connections, r in load(args, max_batch, body).items():

@@ -8,12 +8,15 @@ The functions load on first use (from mnistlab.api), so importing the package lo
 neither Keras nor anything else heavy.
 """
 
-__version__ = "0.1.0"
 API = ("train", "open_run", "evaluate", "predict")
 __all__ = ["__version__", *API]
 
 
 def __getattr__(name: str):
+    if name == "__version__":  # pyproject.toml's, as installed: one place to change it
+        from importlib.metadata import version
+
+        return version("mnistlab")
     if name in API:
         from mnistlab import api
 

@@ -81,6 +81,7 @@ def predict(
     or an array of MNIST-style digits (N, 28, 28). `run` may be an .onnx export too. An
     unreadable file is an ImageError."""
     _choose_backend()
+    from mnistlab.images import ImageError
     from mnistlab.predictor import predict_paths, predictor_for
 
     target = str(run.path if isinstance(run, runs.Run) else run)
@@ -88,10 +89,11 @@ def predict(
     if isinstance(images, np.ndarray):
         return predictor_for(config).predict_digits(images, config.min_confidence)
     paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
-    answers = [answer for _path, answer in predict_paths(config, paths)]
-    for answer in answers:
+    answers = []
+    for path, answer in predict_paths(config, paths):
         if isinstance(answer, UserError):
-            raise answer
+            raise ImageError(f"{path}: {answer}") from answer
+        answers.append(answer)
     return answers
 
 

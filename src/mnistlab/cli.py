@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import json
+import re
 import sys
 import typing
 from pathlib import Path
 
-from mnistlab import __version__, backend, runs
+from mnistlab import backend, runs
 from mnistlab.config import (
     NUM_CLASSES,
     PRESETS,
+    ConfigError,
     EnsembleConfig,
     ExportConfig,
     PredictConfig,
@@ -29,16 +32,23 @@ from mnistlab.config import (
 )
 from mnistlab.data import ENV_VAR, class_counts, load_digits_set, load_mnist
 from mnistlab.errors import UserError
+from mnistlab.report import print_table
 
 EXIT_USAGE = 2
 TOP_TRIALS = 5
+CONFIGS = (TrainConfig, TuneConfig, PredictConfig, EnsembleConfig, ExportConfig, ServeConfig)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        backend.choose()  # before anything imports Keras
+        notice = backend.choose()  # before anything imports Keras
+        if notice:
+            print(f"mnistlab: warning: {notice}", file=sys.stderr)
         return args.handler(args)
+    except ConfigError as e:  # it names a field; the user typed a flag
+        print(f"mnistlab: error: {_as_flags(str(e))}", file=sys.stderr)
+        return EXIT_USAGE
     except UserError as e:
         print(f"mnistlab: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -62,7 +72,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mnistlab", description="Train, evaluate and serve MNIST digit models.")
-    parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"mnistlab {importlib.metadata.version('mnistlab')}"
+    )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     for add in (_add_train, _add_tune, _add_evaluate, _add_predict, _add_serve, _add_compare,
                 _add_ensemble, _add_export, _add_runs, _add_show_data, _add_summary):  # fmt: skip
@@ -119,6 +131,21 @@ def config_values(cls: type, args: argparse.Namespace) -> dict[str, typing.Any]:
     }
 
 
+def _as_flags(message: str) -> str:
+    """A config error that starts with a field name ("top_k must be ...", "unknown model
+    'x'; ..."), with the command-line flag for it instead."""
+    flags = {
+        f.name: f.metadata["flag"] or "--" + f.name.replace("_", "-")
+        for cls in CONFIGS
+        for f in dataclasses.fields(cls)
+        if f.metadata["cli"] and f.default is not dataclasses.MISSING
+    }
+    match = re.match(r"(unknown )?(\w+)", message)
+    if match is None or match[2] not in flags:
+        return message
+    return message[: match.start(2)] + flags[match[2]] + message[match.end(2) :]
+
+
 def _scalar_type(tp: typing.Any) -> tuple[type, bool]:
     """(the type argparse converts each value to, whether the field takes several)."""
     args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -139,8 +166,8 @@ def _data_option(parser, what: str = "mnist.npz or a folder of the four IDX file
     )
 
 
-def _quiet_option(parser, lines: str) -> None:
-    parser.add_argument("--quiet", action="store_true", help=f"no progress bar or {lines}")
+def _quiet_option(parser, help: str) -> None:
+    parser.add_argument("--quiet", action="store_true", help=help)
 
 
 def _add_train(commands) -> None:
@@ -163,7 +190,7 @@ def _add_train(commands) -> None:
         type=Path,
         help=f"run folder (default: {runs.DEFAULT_ROOT}/<YYYYmmdd-HHMMSS>-<preset>)",
     )
-    _quiet_option(p, "per-epoch lines")
+    _quiet_option(p, "no progress bar or per-epoch lines")
     p.add_argument(
         "--from-study",
         metavar="NAME",
@@ -223,7 +250,7 @@ def _add_tune(commands) -> None:
         action="store_true",
         help="only search; do not train the best configuration (for extra workers)",
     )
-    _quiet_option(p, "per-trial lines")
+    _quiet_option(p, "no progress bar (a line per trial still)")
 
 
 def _tune(args: argparse.Namespace) -> int:
@@ -235,43 +262,37 @@ def _tune(args: argparse.Namespace) -> int:
         config,
         data,
         runs.DEFAULT_ROOT,
-        on_trial=None if args.quiet else _print_trial,
+        on_trial=_print_trial,
         progress=not args.quiet,
         retrain=not args.no_retrain,
     )
     trials = done.record["trials"]
     completed = sum(t["state"] == "COMPLETE" for t in trials)
     print(f"study {config.study}: {len(trials)} trials, {completed} completed")
-    _print_table(
+    top = tune.top_trials(done.record, TOP_TRIALS)
+    params = [tune.format_params(t["params"]) for t in top]
+    print_table(
         ["trial", "val_accuracy", "seconds", "params"],
-        [[t["number"], f"{t['value']:.4f}", f"{t['seconds'] or 0:.0f}", _params(t["params"])]
-         for t in tune.top_trials(done.record, TOP_TRIALS)],
+        [[t["number"], f"{t['value']:.4f}", f"{t['seconds'] or 0:.0f}", p]
+         for t, p in zip(top, params, strict=True)],
     )  # fmt: skip
     best = tune.best_trial(done.study)
-    print(f"best trial {best.number}: val_accuracy={best.value:.4f} {_params(best.params)}")
+    best_params = tune.format_params(best.params)
+    print(f"best trial {best.number}: val_accuracy={best.value:.4f} {best_params}")
     print(f"study: {done.folder / tune.STUDY_JSON}")
     if done.tuned is not None:
-        _print_table(list(done.comparison[0]), [list(r.values()) for r in done.comparison])
+        print_table(list(done.comparison[0]), [list(r.values()) for r in done.comparison])
         print(f"tuned run: {done.tuned.path}")
     return 0
 
 
 def _print_trial(study, trial) -> None:
-    """One line per finished trial; through tqdm so that the progress bar stays whole."""
+    """Through tqdm, so that the progress bar stays whole."""
     from tqdm import tqdm
 
-    value = "-" if trial.value is None else f"{trial.value:.4f}"
-    seconds = trial.user_attrs.get("seconds") or 0.0
-    tqdm.write(
-        f"trial {trial.number} {trial.state.name.lower()}: val_accuracy={value} "
-        f"epochs={(trial.last_step or 0) + 1} {seconds:.1f}s {_params(trial.params)}"
-    )
+    from mnistlab.tune import trial_line
 
-
-def _params(params: dict) -> str:
-    return " ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
-    )
+    tqdm.write(trial_line(trial))
 
 
 def _add_evaluate(commands) -> None:
@@ -333,23 +354,13 @@ def _predict(args: argparse.Namespace) -> int:
     failed = 0
     for path, answer in predict_paths(config, args.images):
         failed += isinstance(answer, UserError)
-        if args.json:
-            print(json.dumps({"file": str(path), **_answer_record(answer, config.top_k)}))
-        elif isinstance(answer, UserError):
-            print(f"{path}: error: {answer}")
+        if isinstance(answer, UserError):
+            record, line = {"error": str(answer)}, f"error: {answer}"
         else:
-            said = "unsure" if answer.digit is None else str(answer.digit)
-            others = " ".join(f"{d}:{q:.3f}" for d, q in answer.top(config.top_k))
-            print(f"{path}: {said} (p={answer.probability:.3f}) top: {others}")
+            record, line = answer.as_record(config.top_k), answer.line(config.top_k)
+        print(json.dumps({"file": str(path), **record}) if args.json else f"{path}: {line}")
     # Files that could not be read are errors; 'unsure' is an answer.
     return 1 if failed else 0
-
-
-def _answer_record(answer, top_k: int) -> dict[str, typing.Any]:
-    if isinstance(answer, UserError):
-        return {"error": str(answer)}
-    ranked = [{"digit": d, "probability": round(q, 6)} for d, q in answer.top(top_k)]
-    return {"digit": answer.digit, "top": ranked, "probability": round(answer.probability, 6)}
 
 
 def _add_serve(commands) -> None:
@@ -400,7 +411,7 @@ def _compare(args: argparse.Namespace) -> int:
     from mnistlab.evaluation import compare_runs
 
     rows, page = compare_runs(compared, digits)
-    _print_table(list(rows[0]), [list(row.values()) for row in rows])
+    print_table(list(rows[0]), [list(row.values()) for row in rows])
     runs.write_bytes(args.out, page.encode())
     print(f"report: {args.out}")
     return 0
@@ -461,21 +472,9 @@ def _export(args: argparse.Namespace) -> int:
     config = ExportConfig(**config_values(ExportConfig, args))
     runs.open_run(config.run)
     data = load_mnist(args.data)
-    from mnistlab.export import export_run
+    from mnistlab.export import export_run, summary
 
-    record = export_run(config, data)
-    print(f"wrote {record['path']} ({record['bytes'] / 1e6:.2f} MB)")
-    print(
-        f"max |p_export - p_keras| = {record['max_abs_difference']:.2e}; test accuracy: "
-        f"keras {record['keras_accuracy']:.4f}, {config.format} {record['export_accuracy']:.4f}"
-    )
-    if "int8" in record:
-        q = record["int8"]
-        change = (q["accuracy"] - record["keras_accuracy"]) * 100
-        print(
-            f"wrote {q['path']} ({q['bytes'] / 1e6:.2f} MB, {q['size_ratio']:.2f}x smaller); "
-            f"test accuracy {q['accuracy']:.4f} ({change:+.2f} points)"
-        )
+    print(summary(export_run(config, data)))
     return 0
 
 
@@ -497,7 +496,7 @@ def _list_runs(args: argparse.Namespace) -> int:
         [r.name, r.preset, f"{r.metrics['test_accuracy']:.4f}", r.provenance.get("created", "?")]
         for r in found
     ]
-    _print_table(["run", "preset", "test_accuracy", "created"], rows)
+    print_table(["run", "preset", "test_accuracy", "created"], rows)
     return 0
 
 
@@ -522,7 +521,7 @@ def _show_data(args: argparse.Namespace) -> int:
 
     print(f"data: {data.source} (sha256 {data.sha256[:12]}...)")
     splits = [("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)]
-    _print_table(
+    print_table(
         ["split", "images", "labels", "dtype", *map(str, range(NUM_CLASSES))],
         [[name, x.shape, y.shape, x.dtype, *class_counts(y)] for name, x, y in splits],
     )
@@ -551,28 +550,6 @@ def _summary(args: argparse.Namespace) -> int:
     model = run.model if run is not None else build_model(preset_config(args.preset))
     rows = layer_table(model)
     table = [[name, kind, shape, f"{params:,}"] for name, kind, shape, params in rows]
-    _print_table(["layer", "type", "output shape", "parameters"], table)
+    print_table(["layer", "type", "output shape", "parameters"], table)
     print(f"total parameters: {sum(r[3] for r in rows):,}")
     return 0
-
-
-def _print_table(header: list[str], rows: list[list]) -> None:
-    """Columns padded to their widest cell; numbers right-aligned."""
-    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    numeric = [all(_is_number(row[i]) for row in cells[1:]) for i in range(len(header))]
-    for row in cells:
-        print(
-            "  ".join(
-                c.rjust(w) if num else c.ljust(w)
-                for c, w, num in zip(row, widths, numeric, strict=True)
-            ).rstrip()
-        )
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text.replace(",", ""))
-    except ValueError:
-        return False
-    return True

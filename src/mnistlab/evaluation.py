@@ -33,6 +33,11 @@ class Evaluation:
     def metrics(self) -> dict[str, typing.Any]:
         return self.record["metrics"]
 
+    def _repr_html_(self) -> str:
+        """How Jupyter shows an evaluation: its headline and its figures, inline."""
+        pngs = {name: plots.to_png(figure) for name, figure in self.figures.items()}
+        return report.summary(self.record, pngs)
+
 
 def output_dir(run: runs.Run, which: str, digits: Digits) -> Path:
     """The run folder itself for its final model on its own data; a subfolder otherwise."""

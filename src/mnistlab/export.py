@@ -84,6 +84,24 @@ def export_run(config: ExportConfig, data: Mnist) -> dict[str, typing.Any]:
     return record
 
 
+def summary(record: dict[str, typing.Any]) -> str:
+    """What `mnistlab export` prints about an export record."""
+    fmt = record["config"]["format"]
+    lines = [
+        f"wrote {record['path']} ({record['bytes'] / 1e6:.2f} MB)",
+        f"max |p_export - p_keras| = {record['max_abs_difference']:.2e}; test accuracy: "
+        f"keras {record['keras_accuracy']:.4f}, {fmt} {record['export_accuracy']:.4f}",
+    ]
+    if "int8" in record:
+        q = record["int8"]
+        change = (q["accuracy"] - record["keras_accuracy"]) * 100
+        lines.append(
+            f"wrote {q['path']} ({q['bytes'] / 1e6:.2f} MB, {q['size_ratio']:.2f}x smaller); "
+            f"test accuracy {q['accuracy']:.4f} ({change:+.2f} points)"
+        )
+    return "\n".join(lines)
+
+
 # Packages each format needs, by Keras backend (ONNX Runtime runs the check).
 _NEEDS = {
     ("onnx", "jax"): ("jax2onnx", "onnx", "onnxruntime"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,16 @@ class Prediction:
     def top(self, k: int) -> list[tuple[int, float]]:
         order = np.argsort(self.probabilities)[::-1][:k]
         return [(int(d), float(self.probabilities[d])) for d in order]
+
+    def line(self, k: int) -> str:
+        said = "unsure" if self.digit is None else str(self.digit)
+        others = " ".join(f"{d}:{q:.3f}" for d, q in self.top(k))
+        return f"{said} (p={self.probability:.3f}) top: {others}"
+
+    def as_record(self, k: int) -> dict[str, typing.Any]:
+        """For JSON: the digit (None: unsure), the k likeliest, the digit's probability."""
+        ranked = [{"digit": d, "probability": round(q, 6)} for d, q in self.top(k)]
+        return {"digit": self.digit, "top": ranked, "probability": round(self.probability, 6)}
 
 
 class Predictor:

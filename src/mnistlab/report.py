@@ -1,4 +1,5 @@
-"""Self-contained HTML pages: figures embedded as data URIs, no network, no scripts."""
+"""Self-contained HTML pages (figures embedded as data URIs, no network, no scripts),
+and the text tables the commands print."""
 
 from __future__ import annotations
 
@@ -18,6 +19,29 @@ img.figure { max-width: 100%; display: block; margin: 1em 0; }
 img.digit { width: 56px; height: 56px; image-rendering: pixelated; }
 .headline { font-size: 1.4em; }
 """
+
+
+def print_table(header: list[str], rows: list[list]) -> None:
+    """A text table on standard output: columns padded to their widest cell, numbers
+    right-aligned."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    numeric = [all(_is_number(row[i]) for row in cells[1:]) for i in range(len(header))]
+    for row in cells:
+        print(
+            "  ".join(
+                c.rjust(w) if num else c.ljust(w)
+                for c, w, num in zip(row, widths, numeric, strict=True)
+            ).rstrip()
+        )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return True
 
 
 def data_uri(png: bytes) -> str:
@@ -57,12 +81,6 @@ def run_report(
 ) -> str:
     """The evaluation of one run: configuration, metrics, figures, most confident mistakes."""
     m = evaluation["metrics"]
-    headline = (
-        f"<p class='headline'>Test accuracy <strong id='accuracy'>{m['accuracy']:.4f}</strong>"
-        f" &middot; loss <strong id='loss'>{m['loss']:.4f}</strong> on {m['n']} images of "
-        f"<code>{html.escape(evaluation['data_source'])}</code>, model "
-        f"<code>{html.escape(evaluation['model'])}</code></p>"
-    )
     config_rows = list(run.config.to_dict().items())
     config_rows += [(k, run.provenance.get(k, "?")) for k in ("keras_version", "backend")]
     config_rows += [("data_sha256", run.data_sha256)]
@@ -82,7 +100,7 @@ def run_report(
     )
     body = "\n".join(
         [
-            headline,
+            _headline(evaluation),
             "<h2>Metrics per class</h2>",
             table(["", "precision", "recall", "F1", "support"], class_rows),
             "<h2>Figures</h2>",
@@ -95,6 +113,21 @@ def run_report(
         ]
     )
     return page(f"mnistlab run {run.name}", body)
+
+
+def summary(evaluation: dict[str, typing.Any], figures: dict[str, bytes]) -> str:
+    """An evaluation's headline and figures, as an HTML fragment (for a notebook)."""
+    return "\n".join([_headline(evaluation), *(figure(png, name) for name, png in figures.items())])
+
+
+def _headline(evaluation: dict[str, typing.Any]) -> str:
+    m = evaluation["metrics"]
+    return (
+        f"<p class='headline'>Test accuracy <strong id='accuracy'>{m['accuracy']:.4f}</strong>"
+        f" &middot; loss <strong id='loss'>{m['loss']:.4f}</strong> on {m['n']} images of "
+        f"<code>{html.escape(evaluation['data_source'])}</code>, model "
+        f"<code>{html.escape(evaluation['model'])}</code></p>"
+    )
 
 
 def compare_report(rows: list[dict[str, typing.Any]], curves: bytes, confusions: bytes) -> str:

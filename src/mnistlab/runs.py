@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from mnistlab import __version__
 from mnistlab.config import ConfigError, EnsembleConfig, TrainConfig
 from mnistlab.errors import UserError, first_line
 
@@ -168,11 +167,11 @@ class Run:
     data_source: str
     data_sha256: str
     # When and with what it was made: created, mnistlab_version, keras_version, backend...
-    provenance: dict[str, str]
+    provenance: dict[str, str] = dataclasses.field(repr=False)
     # metrics.json; None while the run is unfinished.
     metrics: dict[str, typing.Any] | None
     # history.json: one dict of Keras logs per finished epoch (empty for an ensemble).
-    history: list[dict[str, typing.Any]]
+    history: list[dict[str, typing.Any]] = dataclasses.field(repr=False)
 
     @property
     def kind(self) -> str:
@@ -211,7 +210,7 @@ def run_record(
         "config": config.to_dict(),
         "data_source": source,
         "data_sha256": sha256,
-        "mnistlab_version": __version__,
+        "mnistlab_version": importlib.metadata.version("mnistlab"),
         "keras_version": importlib.metadata.version("keras"),
         "backend": backend,
         "python_version": platform.python_version(),

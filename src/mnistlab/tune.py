@@ -153,6 +153,22 @@ def search(
     return Search(study, folder, record, tuned, reference, rows)
 
 
+def trial_line(trial: optuna.trial.FrozenTrial) -> str:
+    """One line about a finished trial, as `mnistlab tune` prints it."""
+    value = "-" if trial.value is None else f"{trial.value:.4f}"
+    seconds = trial.user_attrs.get("seconds") or 0.0
+    return (
+        f"trial {trial.number} {trial.state.name.lower()}: val_accuracy={value} "
+        f"epochs={(trial.last_step or 0) + 1} {seconds:.1f}s {format_params(trial.params)}"
+    )
+
+
+def format_params(params: dict[str, typing.Any]) -> str:
+    return " ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
+
+
 def top_trials(record: dict[str, typing.Any], n: int) -> list[dict[str, typing.Any]]:
     """The `n` completed trials of a study record with the highest val_accuracy."""
     completed = [t for t in record["trials"] if t["state"] == "COMPLETE"]

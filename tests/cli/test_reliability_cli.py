@@ -137,7 +137,7 @@ def test_a_run_dir_that_is_a_file_is_one_line(cli, tmp_path):
     assert result.returncode == EXIT_USAGE
     assert (
         result.stderr.strip() == f"mnistlab: error: {path} is a file, not a run folder; "
-        "choose another --run-dir"
+        "choose another run folder"
     )
     assert path.read_text() == "mine"
 

@@ -126,7 +126,7 @@ def test_a_format_without_its_package_names_it(cli, default_run, tmp_path):
     result = cli("export", default_run[0], "--format", "savedmodel", "--out", tmp_path / "m")
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "mnistlab: error: --format savedmodel on the jax backend needs tensorflow: "
+        "mnistlab: error: format savedmodel on the jax backend needs tensorflow: "
         "pip install tensorflow"
     )
 

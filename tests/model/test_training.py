@@ -13,8 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mnistlab import runs
 from mnistlab.config import PRESETS
+from mnistlab.data import scale
 from mnistlab.predictor import Predictor
-from mnistlab.training import prepare
 
 ACCURACY_BAR = 0.98
 
@@ -40,11 +40,11 @@ def test_early_stopping_and_the_final_model_holds_the_best_val_loss_weights(defa
     assert metrics["best_epoch"] == best["epoch"]
     if len(history) < config.epochs:  # stopped early: exactly `patience` epochs after the best
         assert len(history) == best["epoch"] + config.patience
-    x_val, y_val = prepare(mnist.x_train[48000:], mnist.y_train[48000:])
+    x_val, y_val = scale(mnist.x_train[48000:]), mnist.y_train[48000:]
     final = keras.saving.load_model(run_dir / runs.FINAL_MODEL)
     val = final.evaluate(x_val, y_val, batch_size=1000, verbose=0, return_dict=True)
     assert val["loss"] == pytest.approx(best["val_loss"], abs=1e-4)
-    x_test, y_test = prepare(mnist.x_test, mnist.y_test)
+    x_test, y_test = scale(mnist.x_test), mnist.y_test
     test = final.evaluate(x_test, y_test, batch_size=1000, verbose=0, return_dict=True)
     assert test["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
 
