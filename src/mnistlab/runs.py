@@ -300,11 +300,8 @@ def start(run_dir: Path, record: dict[str, typing.Any]) -> bool:
     if is_finished(run_dir):
         raise RunError(f"{run_dir} is a finished run; choose another run folder")
     if config_path.is_file():
-        saved = read_json(config_path)
-        saved_config = saved.get("config") if isinstance(saved, dict) else None
-        if not isinstance(saved_config, dict):
-            raise RunError(f"{config_path}: damaged, not a mnistlab run config")
-        record = json.loads(json.dumps(record))  # compare as saved: tuples become lists
+        saved = _read_record(config_path)
+        saved_config = saved["config"].to_dict()
         differ = [k for k in record["config"] if saved_config.get(k) != record["config"][k]]
         if saved.get("data_sha256") != record["data_sha256"]:
             differ.append("data")

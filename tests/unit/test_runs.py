@@ -4,7 +4,7 @@ from datetime import datetime
 import pytest
 
 from mnistlab import runs
-from mnistlab.config import EnsembleConfig, preset_config
+from mnistlab.config import EnsembleConfig, TrainConfig, preset_config
 
 
 def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -41,14 +41,14 @@ def test_new_run_dir_is_named_by_time_and_preset_and_never_reused(tmp_path):
     assert runs.new_run_dir(tmp_path, "deep-mlp", now).name == "20261121-040506-deep-mlp-2"
 
 
-CONFIG = {"preset": "p", "epochs": 3, "hidden": (4, 2)}
-RECORD = {"config": CONFIG, "data_sha256": "abc", "keras_version": "3.0"}
+CONFIG = {**TrainConfig(preset="p", epochs=3, hidden_units=(4, 2)).to_dict()}
+RECORD = {"config": CONFIG, "data_source": "m", "data_sha256": "abc", "keras_version": "3.0"}
 
 
 def test_start_creates_the_run_and_resumes_an_unfinished_one(tmp_path):
     run_dir = tmp_path / "run"
     assert runs.start(run_dir, RECORD) is False
-    assert runs.read_json(run_dir / runs.CONFIG)["config"] == {**CONFIG, "hidden": [4, 2]}
+    assert runs.read_json(run_dir / runs.CONFIG)["config"]["hidden_units"] == [4, 2]
     # A restart may use another Keras version, but must train the same thing.
     assert runs.start(run_dir, {**RECORD, "keras_version": "3.1"}) is True
 
