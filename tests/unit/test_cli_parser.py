@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from mnistlab.cli import _as_flags, build_parser, config_values
+from mnistlab.cli import build_parser
 from mnistlab.config import (
     PRESETS,
     EnsembleConfig,
@@ -15,6 +15,7 @@ from mnistlab.config import (
     TrainConfig,
     TuneConfig,
 )
+from mnistlab.options import as_flags, config_values
 
 COMMANDS = {
     "train": TrainConfig,
@@ -83,4 +84,4 @@ def test_a_flag_named_in_the_config_is_the_flag_used():
     ],
 )
 def test_config_errors_name_the_flag_on_the_command_line(message, said):
-    assert _as_flags(message).startswith(said)
+    assert as_flags(message).startswith(said)
