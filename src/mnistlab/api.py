@@ -45,10 +45,9 @@ def train(
     else:
         config = preset_config(preset, **options)
     mnist = data if isinstance(data, Mnist) else load_mnist(data)
-    folder = Path(run_dir) if run_dir is not None else None
-    return train_config(
-        config, mnist, folder or runs.new_run_dir(runs.DEFAULT_ROOT, config.preset), verbose
-    )
+    if run_dir is None:
+        run_dir = runs.new_run_dir(runs.DEFAULT_ROOT, config.preset)
+    return train_config(config, mnist, Path(run_dir), verbose)
 
 
 def open_run(run: PathLike) -> runs.Run:
@@ -68,7 +67,7 @@ def evaluate(
     from mnistlab.evaluation import evaluate_run
 
     digits = data if isinstance(data, Digits) else load_digits_set(data)
-    return evaluate_run(_run(run), digits, model)
+    return evaluate_run(runs.as_run(run), digits, model)
 
 
 def predict(
@@ -95,10 +94,6 @@ def predict(
             raise ImageError(f"{path}: {answer}") from answer
         answers.append(answer)
     return answers
-
-
-def _run(run: runs.Run | PathLike) -> runs.Run:
-    return run if isinstance(run, runs.Run) else runs.open_run(Path(run))
 
 
 def _choose_backend() -> None:

@@ -49,7 +49,7 @@ def output_dir(run: runs.Run, which: str, digits: Digits) -> Path:
 def evaluate_run(run: runs.Run | Path, digits: Digits, which: str = "final") -> Evaluation:
     """Predict once, compute every metric, write figures, report.html and evaluation.json
     (last) into output_dir."""
-    run = run if isinstance(run, runs.Run) else runs.open_run(run)
+    run = runs.as_run(run)
     predictor = Predictor.from_run(run, which)
     metrics, y_prob = measure(predictor, digits.x, digits.y)
     evaluation = {
@@ -79,7 +79,7 @@ def compare_runs(run_dirs: list[runs.Run | Path], digits: Digits) -> tuple[list[
     """A summary row per run, all measured on the same digits, and the comparison page."""
     rows, histories, matrices = [], {}, {}
     for run in run_dirs:
-        run = run if isinstance(run, runs.Run) else runs.open_run(run)
+        run = runs.as_run(run)
         name = _unique(run.path, histories)
         predictor = Predictor.from_run(run)
         metrics, _ = measure(predictor, digits.x, digits.y)

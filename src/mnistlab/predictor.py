@@ -87,7 +87,7 @@ class Predictor:
         """Load `final_model.keras` (early stopping's best val_loss) or `best_model.keras`;
         with engine onnx, the run's ONNX export of that model (`mnistlab export`)."""
         require([one_of("model", which, MODELS), one_of("engine", engine, ENGINES)])
-        run_dir = (run if isinstance(run, runs.Run) else runs.open_run(run)).path
+        run_dir = runs.as_run(run).path
         if engine == "onnx":
             path = run_dir / runs.EXPORTS / f"{which}.onnx"
             if not path.is_file():

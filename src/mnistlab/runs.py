@@ -241,6 +241,11 @@ def open_run(run_dir: Path, finished: bool = True) -> Run:
     )
 
 
+def as_run(run: Run | Path) -> Run:
+    """A Run as it is, or the finished run in a folder: for callers that take either."""
+    return run if isinstance(run, Run) else open_run(run)
+
+
 def _read_record(path: Path) -> dict[str, typing.Any]:
     """config.json with its config rebuilt as the dataclass of its kind."""
     record = read_json(path)
