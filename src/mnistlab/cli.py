@@ -23,6 +23,7 @@ from mnistlab.config import (
     EnsembleConfig,
     ExportConfig,
     PredictConfig,
+    ReadConfig,
     ServeConfig,
     TrainConfig,
     TuneConfig,
@@ -35,6 +36,8 @@ from mnistlab.report import print_table
 
 EXIT_USAGE = 2
 TOP_TRIALS = 5
+# evaluate --strings reports the threshold at which accepted readings are this often right.
+STRICT_ACCURACY = 0.995
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"mnistlab {importlib.metadata.version('mnistlab')}"
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_tune, _add_evaluate, _add_predict, _add_serve, _add_compare,
-                _add_ensemble, _add_export, _add_runs, _add_show_data, _add_summary):  # fmt: skip
+    for add in (_add_train, _add_tune, _add_evaluate, _add_predict, _add_read, _add_serve,
+                _add_compare, _add_ensemble, _add_export, _add_runs, _add_show_data,
+                _add_summary):  # fmt: skip
         add(commands)
     return parser
 
@@ -241,18 +245,51 @@ def _add_evaluate(commands) -> None:
         "(scikit-learn's 8x8 digits made MNIST-style)",
     )
     add_fields(p, PredictConfig, names=("model",))
+    p.add_argument(
+        "--strings",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also read N numbers written with the test digits (touching pairs, ruled "
+        "lines, specks, boxes, margins; seeded) through `mnistlab read`'s code",
+    )
+    p.add_argument(
+        "--string-length", type=int, metavar="L", help="with --strings: every number L digits long"
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.strings < 0 or (args.string_length is not None and args.string_length < 1):
+        raise ConfigError("--strings and --string-length must be positive")
     run = runs.open_run(args.run)
     digits = load_digits_set(args.data)
     from mnistlab.evaluation import evaluate_run
-    from mnistlab.metrics import format_report
+    from mnistlab.metrics import coverage_at, format_report
 
-    evaluation = evaluate_run(run, digits, args.model)
+    evaluation = evaluate_run(run, digits, args.model, args.strings, args.string_length)
     print(format_report(evaluation.metrics))
+    if args.strings:
+        strings = evaluation.record["strings"]
+        sure = coverage_at(strings["risk_coverage"], STRICT_ACCURACY)
+        print(
+            f"strings: {strings['string_accuracy']:.4f} string accuracy "
+            f"(touching pair {_share(strings['touching'])}, "
+            f"none {_share(strings['not_touching'])}), "
+            f"digit accuracy {strings['digit_accuracy']:.4f}, "
+            f"{strings['strings_per_second']:.0f} strings/s; "
+            + (
+                f"at --min-confidence {sure['threshold']:.3f}, {sure['coverage']:.1%} accepted, "
+                f"{sure['accuracy']:.2%} of them right"
+                if sure
+                else f"no threshold makes the accepted {STRICT_ACCURACY:.1%} right"
+            )
+        )
     print(f"report: {evaluation.folder / runs.REPORT}")
     return 0
+
+
+def _share(part: dict) -> str:
+    return "-" if part["accuracy"] is None else f"{part['accuracy']:.4f}"
 
 
 def _add_predict(commands) -> None:
@@ -287,6 +324,49 @@ def _predict(args: argparse.Namespace) -> int:
         print(json.dumps({"file": str(path), **record}) if args.json else f"{path}: {line}")
     # Files that could not be read are errors; 'unsure' is an answer.
     return 1 if failed else 0
+
+
+def _add_read(commands) -> None:
+    p = _command(
+        commands,
+        "read",
+        "read whole numbers (several digits on a line) in image files",
+        _read,
+        description=(
+            "Read the number written in each image: a ZIP code, an amount, a field cut from "
+            "a form. The digits are found on the paper (ruled lines, a box, specks and a "
+            "scanner's margin are left out), split where they touch, and read with the run's "
+            "model. One line per file: the digits, and the estimated chance that all of them "
+            "are right. A folder means every image in it."
+        ),
+    )
+    add_fields(p, ReadConfig)
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files or folders")
+    p.add_argument("--json", action="store_true", help="one JSON object per line and file")
+
+
+def _read(args: argparse.Namespace) -> int:
+    config = ReadConfig(**config_values(ReadConfig, args))
+    from tqdm import tqdm
+
+    from mnistlab.images import image_files
+    from mnistlab.reader import read_paths
+
+    files = image_files(args.images)
+    counts = dict.fromkeys(("read", "unsure", "failed"), 0)
+    with tqdm(total=len(files), unit="file", disable=len(files) < 2, leave=False) as bar:
+        for path, reading in read_paths(config, files):
+            if isinstance(reading, UserError):
+                counts["failed"] += 1
+                record, line = {"error": str(reading)}, f"error: {reading}"
+            else:
+                counts["unsure" if reading.unsure else "read"] += 1
+                record, line = reading.as_record(), reading.line()
+            bar.write(json.dumps({"file": str(path), **record}) if args.json else f"{path}  {line}")
+            bar.update()
+    summary = ", ".join(f"{n} {what}" for what, n in counts.items())
+    print(f"{len(files)} files: {summary}", file=sys.stderr if args.json else sys.stdout)
+    return 1 if counts["failed"] else 0
 
 
 def _add_serve(commands) -> None:

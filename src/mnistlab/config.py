@@ -25,6 +25,8 @@ MAX_CONV_BLOCKS = 3
 # MNIST images and classes (data.py and every reader of them take these from here).
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
+# The most digits one image may hold: more is not a number (mnistlab read, POST /read).
+MAX_DIGITS = 64
 
 
 class ConfigError(UserError, ValueError):
@@ -356,6 +358,36 @@ class PredictConfig(_Config):
                 (
                     0.0 <= self.min_confidence <= 1.0,
                     f"min_confidence must be in [0, 1], got {self.min_confidence}",
+                ),
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class ReadConfig(_Config):
+    """How `mnistlab read` reads whole numbers (several digits on a line) in image files."""
+
+    run: str = option(help="run folder")
+    model: str = option("final", _MODEL_HELP, choices=MODELS)
+    min_confidence: float = option(
+        0.0, "below this estimated chance that the whole number is right, answer 'unsure'"
+    )
+    length: int | None = option(
+        None, "the number of digits, when it is known (a ZIP code: 5)", metavar="N"
+    )
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        require(
+            [
+                one_of("model", self.model, MODELS),
+                (
+                    0.0 <= self.min_confidence <= 1.0,
+                    f"min_confidence must be in [0, 1], got {self.min_confidence}",
+                ),
+                (
+                    self.length is None or 1 <= self.length <= MAX_DIGITS,
+                    f"length must be in 1..{MAX_DIGITS}, got {self.length}",
                 ),
             ]
         )

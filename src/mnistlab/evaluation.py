@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 import typing
 from pathlib import Path
 
 import numpy as np
 
-from mnistlab import plots, report, runs
+from mnistlab import documents, plots, report, runs
 from mnistlab.data import Digits
-from mnistlab.metrics import measure
+from mnistlab.metrics import measure, string_metrics
 from mnistlab.predictor import Predictor
+from mnistlab.reader import FILES_PER_BATCH, Reader, Reading
 
 if typing.TYPE_CHECKING:  # matplotlib itself is plots.py's
     from matplotlib.figure import Figure
 
 GRID_SIZE = 25
 REPORT_MISTAKES = 10
+STRING_SEED = 0  # the string benchmark's images are the same for every run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +49,16 @@ def output_dir(run: runs.Run, which: str, digits: Digits) -> Path:
     return run.path / runs.EVALUATIONS / f"{which}-{Path(digits.source).stem}"
 
 
-def evaluate_run(run: runs.Run | Path, digits: Digits, which: str = "final") -> Evaluation:
+def evaluate_run(
+    run: runs.Run | Path,
+    digits: Digits,
+    which: str = "final",
+    strings: int = 0,
+    string_length: int | None = None,
+) -> Evaluation:
     """Predict once, compute every metric, write figures, report.html and evaluation.json
-    (last) into output_dir."""
+    (last) into output_dir. With `strings`, also read that many numbers written with the
+    digits (read_strings)."""
     run = runs.as_run(run)
     predictor = Predictor.from_run(run, which)
     metrics, y_prob = measure(predictor, digits.x, digits.y)
@@ -60,6 +70,9 @@ def evaluate_run(run: runs.Run | Path, digits: Digits, which: str = "final") -> 
         "metrics": metrics,
     }
     figures = evaluation_figures(run, metrics, digits, y_prob)
+    if strings:
+        evaluation["strings"] = read_strings(Reader(predictor), digits, strings, string_length)
+        figures["risk_coverage"] = plots.risk_coverage(evaluation["strings"]["risk_coverage"])
     pngs = {name: plots.to_png(figure) for name, figure in figures.items()}
     out = output_dir(run, which, digits)
     (out / runs.FIGURES).mkdir(parents=True, exist_ok=True)
@@ -73,6 +86,29 @@ def evaluate_run(run: runs.Run | Path, digits: Digits, which: str = "final") -> 
     runs.write_bytes(out / runs.REPORT, page.encode())
     runs.write_json(out / runs.EVALUATION, evaluation)
     return Evaluation(evaluation, out, figures)
+
+
+def read_strings(
+    reader: Reader, digits: Digits, n: int, length: int | None = None, seed: int = STRING_SEED
+) -> dict[str, typing.Any]:
+    """The string benchmark: n numbers written with the digits (documents.number_strings),
+    read end to end as `mnistlab read` reads files, FILES_PER_BATCH to a model call."""
+    written = documents.number_strings(digits.x, digits.y, n, seed, length)
+    reader.read_many([written[0].image])  # compile the model's batch shapes: not timed
+    start = time.perf_counter()
+    readings = []
+    for i in range(0, n, FILES_PER_BATCH):
+        readings += reader.read_many([d.image for d in written[i : i + FILES_PER_BATCH]])
+    seconds = time.perf_counter() - start
+    read = [r if isinstance(r, Reading) else None for r in readings]
+    record = string_metrics(
+        [d.text for d in written],
+        [r.text if r else None for r in read],
+        [r.confidence if r else 0.0 for r in read],
+        [d.touching for d in written],
+        seconds,
+    )
+    return {"seed": seed, "length": length, **record}
 
 
 def compare_runs(run_dirs: list[runs.Run | Path], digits: Digits) -> tuple[list[dict], str]:

@@ -64,6 +64,74 @@ def classification_metrics(y_true: np.ndarray, y_prob: np.ndarray) -> dict[str, 
     }
 
 
+def string_metrics(
+    texts_true: list[str],
+    texts_read: list[str | None],
+    confidences: list[float],
+    touching: list[bool],
+    seconds: float,
+) -> dict[str, typing.Any]:
+    """How well numbers were read (None: the reader found none): string accuracy overall,
+    by length and with or without a touching pair; digit accuracy (1 - edit distance /
+    digits); strings per second; and the risk-coverage table of a confidence threshold."""
+    right = np.array([r == t for r, t in zip(texts_read, texts_true, strict=True)])
+    lengths = np.array([len(t) for t in texts_true])
+    touch = np.array(touching, bool)
+    edits = sum(_edit_distance(r or "", t) for r, t in zip(texts_read, texts_true, strict=True))
+
+    def share(where: np.ndarray) -> dict[str, typing.Any]:
+        accuracy = float(right[where].mean()) if where.any() else None
+        return {"n": int(where.sum()), "accuracy": accuracy}
+
+    return {
+        "n": len(texts_true),
+        "string_accuracy": float(right.mean()),
+        "digit_accuracy": 1.0 - edits / int(lengths.sum()),
+        "by_length": {str(n): share(lengths == n) for n in sorted(set(lengths.tolist()))},
+        "touching": share(touch),
+        "not_touching": share(~touch),
+        "strings_per_second": len(texts_true) / seconds,
+        "risk_coverage": risk_coverage(right, np.array(confidences)),
+    }
+
+
+def risk_coverage(right: np.ndarray, confidence: np.ndarray) -> list[dict[str, float]]:
+    """For each distinct confidence threshold, from the surest answers down: the share
+    of answers accepted (coverage) and how many of those are right."""
+    order = np.argsort(-confidence, kind="stable")
+    correct = np.cumsum(right[order])
+    rows = []
+    for k in range(1, len(order) + 1):
+        if k < len(order) and confidence[order[k]] == confidence[order[k - 1]]:
+            continue  # ties are accepted together
+        rows.append(
+            {
+                "threshold": float(confidence[order[k - 1]]),
+                "coverage": k / len(order),
+                "accuracy": float(correct[k - 1] / k),
+            }
+        )
+    return rows
+
+
+def coverage_at(table: list[dict[str, float]], accuracy: float) -> dict[str, float] | None:
+    """The risk-coverage row with the most coverage whose accepted answers are at least
+    `accuracy` right; None when no threshold gets there."""
+    good = [row for row in table if row["accuracy"] >= accuracy]
+    return max(good, key=lambda row: row["coverage"]) if good else None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
 def format_report(metrics: dict[str, typing.Any]) -> str:
     """The classification report as a text table, like scikit-learn prints it."""
     lines = [f"{'':>12} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"]

@@ -13,7 +13,7 @@ from mnistlab.config import choices_of
 
 # Every config with command-line fields.
 CONFIGS = (
-    config.TrainConfig, config.TuneConfig, config.PredictConfig,
+    config.TrainConfig, config.TuneConfig, config.PredictConfig, config.ReadConfig,
     config.EnsembleConfig, config.ExportConfig, config.ServeConfig,
 )  # fmt: skip
 

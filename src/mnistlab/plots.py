@@ -102,6 +102,19 @@ def per_class_accuracy(matrix: Sequence[Sequence[int]]) -> Figure:
     return figure
 
 
+def risk_coverage(table: Sequence[dict], title: str = "Reading numbers: risk, coverage") -> Figure:
+    """String accuracy of the accepted readings against the share accepted, as the
+    confidence threshold falls."""
+    figure = Figure(figsize=(5, 3.6))
+    ax = figure.subplots()
+    ax.plot([r["coverage"] for r in table], [r["accuracy"] for r in table], drawstyle="steps-post")
+    ax.set(xlabel="coverage (share of strings accepted)", ylabel="accuracy of those", title=title)
+    ax.set_xlim(0, 1)
+    ax.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
 def compare_curves(histories: dict[str, Sequence[dict]]) -> Figure:
     """Validation and training loss and accuracy per epoch, one line per run."""
     figure = Figure(figsize=(12, 8), layout="constrained")

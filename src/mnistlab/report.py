@@ -103,6 +103,7 @@ def run_report(
             _headline(evaluation),
             "<h2>Metrics per class</h2>",
             table(["", "precision", "recall", "F1", "support"], class_rows),
+            *_strings_section(evaluation.get("strings")),
             "<h2>Figures</h2>",
             *(figure(png, name) for name, png in figures.items()),
             f"<h2>The {len(mistakes)} most confident mistakes</h2>",
@@ -113,6 +114,29 @@ def run_report(
         ]
     )
     return page(f"mnistlab run {run.name}", body)
+
+
+def _strings_section(strings: dict[str, typing.Any] | None) -> list[str]:
+    """The string benchmark's figures (evaluate --strings), when it ran."""
+    if strings is None:
+        return []
+
+    def percent(share: dict[str, typing.Any]) -> str:
+        return "-" if share["accuracy"] is None else f"{100 * share['accuracy']:.1f}%"
+
+    rows = [
+        ("all strings", strings["n"], f"{100 * strings['string_accuracy']:.1f}%"),
+        *((f"length {k}", v["n"], percent(v)) for k, v in strings["by_length"].items()),
+        ("with a touching pair", strings["touching"]["n"], percent(strings["touching"])),
+        ("no touching pair", strings["not_touching"]["n"], percent(strings["not_touching"])),
+    ]
+    return [
+        "<h2>Reading numbers</h2>",
+        f"<p>{strings['n']} numbers written with the test digits (seed {strings['seed']}), "
+        f"read end to end: digit accuracy {100 * strings['digit_accuracy']:.2f}%, "
+        f"{strings['strings_per_second']:.0f} strings per second.</p>",
+        table(["strings", "n", "string accuracy"], rows),
+    ]
 
 
 def summary(evaluation: dict[str, typing.Any], figures: dict[str, bytes]) -> str:

@@ -1,0 +1,224 @@
+"""Reader: a written number's image -> its digits, read with a trained classifier.
+
+Recognition-based segmentation: segment.py proposes pieces and the runs of pieces that
+may be one digit; every candidate of every image goes to the model in one batch; dynamic
+programming then picks the split whose digits the model is surest of (with `length`,
+the best split into exactly that many digits). The reading's confidence is the product
+of its digits' probabilities: the chance the whole string is right, if the model's
+probabilities are calibrated and its errors independent.
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab import images, runs, segment
+from mnistlab.config import MAX_DIGITS, ConfigError, ReadConfig
+from mnistlab.errors import UserError
+from mnistlab.predictor import Predictor
+
+# Files read per model call by read_paths: their candidates go in one batch.
+FILES_PER_BATCH = 32
+# Probabilities are floored here before taking logs: a candidate the model rejects
+# outright still loses to any sure one, but keeps the arithmetic finite.
+FLOOR = 1e-6
+# A digit's shape as written: log(width / height) of each class's ink box, mean and
+# spread over MNIST's training digits (pixels over 64). A candidate far from its class's
+# shape is two digits run together, or part of one.
+ASPECT = {0: (-0.11, 0.20), 1: (-0.93, 0.46), 2: (-0.07, 0.22), 3: (-0.24, 0.21),
+          4: (-0.24, 0.21), 5: (-0.07, 0.26), 6: (-0.33, 0.22), 7: (-0.26, 0.22),
+          8: (-0.28, 0.22), 9: (-0.40, 0.21)}  # fmt: skip
+MEAN_ASPECT = -0.26  # over all classes
+WIDTH_SPREAD = 0.3
+# A digit is about as tall as the text: height / text height, spread.
+HEIGHT_SPREAD = 0.2
+# Log-probability cost of cutting through one stroke: touching digits share one stroke
+# where they meet, while a cut through a 0 or an 8 crosses two or three.
+CUT_COST = 0.5
+
+
+@dataclass(frozen=True)
+class Digit:
+    digit: int
+    probability: float
+    box: list[int]  # x, y, w, h in the image's pixels
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What an image says: its digits left to right, and how sure the reader is."""
+
+    text: str
+    confidence: float
+    unsure: bool
+    digits: list[Digit]
+
+    def line(self) -> str:
+        said = "unsure" if self.unsure else self.text
+        return f"{said}  (confidence {self.confidence:.3f})" + (
+            f"  best guess {self.text}" if self.unsure else ""
+        )
+
+    def as_record(self) -> dict[str, typing.Any]:
+        return {
+            "text": self.text,
+            "confidence": round(self.confidence, 6),
+            "unsure": self.unsure,
+            "digits": [
+                {"digit": d.digit, "probability": round(d.probability, 6), "box": d.box}
+                for d in self.digits
+            ],
+        }
+
+
+class Reader:
+    """Reads numbers with a Predictor; `read_many` batches all images' candidates."""
+
+    def __init__(self, predictor: Predictor, min_confidence: float = 0.0):
+        self.predictor = predictor
+        self.min_confidence = min_confidence
+
+    @classmethod
+    def from_run(
+        cls, run: runs.Run | Path, which: str = "final", min_confidence: float = 0.0
+    ) -> Reader:
+        return cls(Predictor.from_run(run, which), min_confidence)
+
+    def read(
+        self, image: np.ndarray | bytes | str | os.PathLike, length: int | None = None
+    ) -> Reading:
+        """One image (a file, its bytes, or grayscale (H, W) in [0, 255], dark or light
+        ink) -> its Reading. Raises ImageError when there is nothing to read."""
+        gray = image if isinstance(image, np.ndarray) else images.read_image(image)
+        (result,) = self.read_many([gray], length)
+        if isinstance(result, UserError):
+            raise result
+        return result
+
+    def read_many(
+        self, grays: list[np.ndarray], length: int | None = None
+    ) -> list[Reading | UserError]:
+        """Grayscale images -> a Reading each, or the error that kept it from one."""
+        fields: list[segment.Field | UserError] = []
+        crops, spans, boxes = [], [], []
+        for gray in grays:
+            try:
+                field = segment.find_field(np.asarray(gray, np.float32))
+                runs_ = field.candidates()
+                if length is not None and len(field.pieces) < length:
+                    raise segment.SegmentError(
+                        f"found at most {len(field.pieces)} digits, not the {length} asked for"
+                    )
+            except images.ImageError as e:
+                fields.append(e)
+                spans.append([])
+                continue
+            fields.append(field)
+            spans.append(runs_)
+            for i, j in runs_:
+                ink = field.crop(i, j)
+                rows, cols = np.nonzero(ink)
+                box = [cols.min(), rows.min(), np.ptp(cols) + 1, np.ptp(rows) + 1]
+                boxes.append([int(v) for v in box])
+                crops.append(images.fit(ink))
+        probabilities = (
+            self.predictor.predict_proba(np.stack(crops)) if crops else np.zeros((0, 10))
+        )
+        results: list[Reading | UserError] = []
+        start = 0
+        for field, runs_ in zip(fields, spans, strict=True):
+            if isinstance(field, UserError):
+                results.append(field)
+                continue
+            p = probabilities[start : start + len(runs_)]
+            box = boxes[start : start + len(runs_)]
+            start += len(runs_)
+            try:
+                results.append(self._best(field, runs_, p, box, length))
+            except segment.SegmentError as e:
+                results.append(e)
+        return results
+
+    def _best(
+        self, field: segment.Field, runs_, p: np.ndarray, boxes: list[list[int]], length: int | None
+    ) -> Reading:
+        """The split of the pieces into digits that scores best: each digit's log
+        probability, less how far its shape is from its class's and its height from the
+        text's (in spreads, squared: a Gaussian's log density)."""
+        n = len(field.pieces)
+        most = length if length is not None else n
+        # score[k][j]: best log probability of reading pieces [0, j) as k digits.
+        score = np.full((most + 1, n + 1), -np.inf)
+        back: dict[tuple[int, int], tuple[int, int]] = {}
+        score[0][0] = 0.0
+        logp = np.log(np.maximum(p.max(axis=1), FLOOR))
+        for c, (_, _, w, h) in enumerate(boxes):
+            mean, spread = ASPECT[int(p[c].argmax())]
+            off = max(0.0, abs(np.log(w / h) - mean) / spread - 1)  # beyond one spread
+            logp[c] -= 0.5 * off**2
+            logp[c] -= 0.5 * (max(0.0, 1 - h / field.height) / HEIGHT_SPREAD) ** 2
+            # Width against this writer's usual digit, scaled to the class's shape.
+            usual = field.width * np.exp(mean - MEAN_ASPECT)
+            off = max(0.0, abs(np.log(w / usual)) / WIDTH_SPREAD - 1)
+            logp[c] -= 0.5 * off**2
+        by_end: dict[int, list[int]] = {}
+        for c, (_, j) in enumerate(runs_):
+            by_end.setdefault(j, []).append(c)
+        for j in range(1, n + 1):
+            for c in by_end.get(j, []):
+                i = runs_[c][0]
+                cut = CUT_COST * field.pieces[i].crossed
+                for k in range(1, most + 1):
+                    total = score[k - 1][i] + logp[c] - cut
+                    if total > score[k][j]:
+                        score[k][j], back[k, j] = total, (i, c)
+        k = length if length is not None else int(np.argmax(score[:, n]))
+        if k > MAX_DIGITS:
+            raise segment.SegmentError(f"more than {MAX_DIGITS} digits: not a number")
+        if not np.isfinite(score[k][n]):
+            raise segment.SegmentError(f"cannot split the ink into {length} digits")
+        chosen = []
+        j = n
+        while j > 0:
+            i, c = back[k, j]
+            chosen.append(c)
+            j, k = i, k - 1
+        chosen.reverse()
+        digits = [Digit(int(p[c].argmax()), float(p[c].max()), boxes[c]) for c in chosen]
+        confidence = float(np.prod([d.probability for d in digits]))
+        return Reading(
+            "".join(str(d.digit) for d in digits),
+            confidence,
+            confidence < self.min_confidence,
+            digits,
+        )
+
+
+def read_paths(
+    config: ReadConfig, paths: list[str | os.PathLike]
+) -> Iterator[tuple[Path, Reading | UserError]]:
+    """Each image file (folders: every image in them) -> its Reading or its error, in
+    order, FILES_PER_BATCH files to a model call."""
+    files = images.image_files(paths)
+    if not files:
+        raise ConfigError("no image files found in the folders given")
+    reader = Reader.from_run(Path(config.run), config.model, config.min_confidence)
+    for start in range(0, len(files), FILES_PER_BATCH):
+        chunk = files[start : start + FILES_PER_BATCH]
+        grays: list[np.ndarray] = []
+        errors: dict[Path, UserError] = {}
+        for path in chunk:
+            try:
+                grays.append(images.read_image(path))
+            except (images.ImageError, OSError) as e:
+                unreadable = images.ImageError(f"unreadable: {e}")
+                errors[path] = e if isinstance(e, UserError) else unreadable
+        readings = iter(reader.read_many(grays, config.length))
+        for path in chunk:
+            yield path, errors.get(path) or next(readings)

@@ -1,0 +1,258 @@
+"""A written number's image -> the pieces its digits are made of, and the candidate
+digits (runs of adjacent pieces) for the reader to score with the classifier.
+
+Steps: find the ink on the paper (images.ink); cut away a scanner's dark margin; remove
+ruled lines, underlines and a box drawn around the field (restoring the strokes that
+cross them); drop specks and tick marks; group the rest into blobs (a broken digit's
+parts overlap horizontally); cut wide blobs, which hold touching digits, at the thin
+columns of their projection profile. The reader chooses among the cuts (reader.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from mnistlab import images
+from mnistlab.config import MAX_DIGITS
+
+# Hysteresis, in fractions of the strongest ink: a stroke is ink above INK_LEVEL that
+# reaches SURE_INK somewhere; fainter marks are paper grain, shading or bleed-through.
+INK_LEVEL = 0.2
+SURE_INK = 0.45
+# A side of the image darker than this fraction of its length is a scanner's margin.
+MARGIN_FILL = 0.85
+# A horizontal line longer than this many text heights is a rule, not part of a digit.
+LINE_HEIGHTS = 1.5
+# A vertical line at the field's edge is its border when it is this much taller than
+# the text (a 1 in a tight crop is as tall as the text, no taller).
+BORDER_HEIGHTS = 1.15
+EDGE_FRACTION = 0.15  # "at the edge": within this fraction of the width from a side
+# Sizes in text heights.
+SPECK = 0.3  # a component smaller than this both ways, standing alone, is a speck
+THIN = 0.25  # thinner than this is a stroke fragment: part of a digit, or a dash
+MAX_DIGIT_WIDTH = 1.3  # a candidate digit wider than this is not tried
+MIN_PIECE = 0.15  # cuts at least this far apart, and from a blob's sides
+# Blobs narrower than this may still be one digit or two (11, 17): cut those too, but
+# only at clear waists of the profile.
+CUT_WIDTH = 0.8
+MAX_GAP = 0.35  # a candidate digit may join pieces across a gap this wide at most
+MAX_PIECES = 4  # pieces per candidate digit
+MAX_CUTS = 12  # per blob: the thinnest columns
+
+
+class SegmentError(images.ImageError):
+    """No digits found, or too many to be a number."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Columns [left, right) of the ink, taken from the components of one blob."""
+
+    left: int
+    right: int
+    blob: int
+    crossed: int = 0  # strokes that the cut at `left` goes through (0: not a cut)
+
+
+@dataclass(frozen=True)
+class Field:
+    """The cleaned ink of a written number and its pieces, left to right."""
+
+    ink: np.ndarray  # (H, W) float, 0 off the digits
+    labels: np.ndarray  # (H, W) blob number + 1 per ink pixel, 0 elsewhere
+    height: float  # the text's height in pixels
+    width: float  # a digit's usual width here: the median blob's
+    pieces: list[Piece]
+
+    def candidates(self) -> list[tuple[int, int]]:
+        """Runs [i, j) of adjacent pieces that may be one digit: not too wide, no wide gap."""
+        runs = []
+        for i in range(len(self.pieces)):
+            for j in range(i + 1, min(i + MAX_PIECES, len(self.pieces)) + 1):
+                first, last = self.pieces[i], self.pieces[j - 1]
+                if j > i + 1 and last.right - first.left > MAX_DIGIT_WIDTH * self.height:
+                    break
+                gap = self.pieces[j - 1].left - self.pieces[j - 2].right if j > i + 1 else 0
+                if gap > MAX_GAP * self.height:
+                    break
+                runs.append((i, j))
+        return runs
+
+    def crop(self, i: int, j: int) -> np.ndarray:
+        """The ink of pieces [i, j): whole blobs, or the cut columns of a blob."""
+        keep = np.zeros(self.ink.shape, bool)
+        for piece in self.pieces[i:j]:
+            mine = self.labels == piece.blob + 1
+            whole = [p for p in self.pieces if p.blob == piece.blob]
+            if len(whole) > 1:  # a cut blob: only this piece's columns
+                mine[:, : piece.left] = False
+                mine[:, piece.right :] = False
+            keep |= mine
+        return np.where(keep, self.ink, 0.0)
+
+    def box(self, i: int, j: int) -> list[int]:
+        """[x, y, w, h] of the ink of pieces [i, j)."""
+        rows, cols = np.nonzero(self.crop(i, j))
+        return [int(cols.min()), int(rows.min()), int(np.ptp(cols) + 1), int(np.ptp(rows) + 1)]
+
+
+def find_field(gray: np.ndarray) -> Field:
+    """Grayscale (H, W) in [0, 255] -> the Field of digits written on it."""
+    ink = images.ink(gray)
+    if ink.max() <= 0:
+        raise SegmentError("no digits found (the image is blank)")
+    peak = np.percentile(ink[ink > 0], 99)
+    mask = ink >= INK_LEVEL * peak
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    sure = np.zeros(count + 1, bool)
+    sure[labels[ink >= SURE_INK * peak]] = True
+    sure[0] = False
+    mask = sure[labels]
+    mask = _without_margins(mask)
+    mask = _without_lines(mask)
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count == 0:
+        raise SegmentError("no digits found (only lines or a margin)")
+    boxes = ndimage.find_objects(labels)
+    heights = np.array([b[0].stop - b[0].start for b in boxes])
+    areas = ndimage.sum_labels(mask, labels, np.arange(1, count + 1))
+    height = float(np.median(heights[areas >= 0.2 * areas.max()]))
+    blobs = _blobs(boxes, height)
+    if not blobs:
+        raise SegmentError("no digits found (only specks and lines)")
+    if len(blobs) > MAX_DIGITS:
+        raise SegmentError(f"more than {MAX_DIGITS} separate marks: not a number")
+    blob_of = np.zeros(count + 1, np.int32)
+    for number, members in enumerate(blobs):
+        blob_of[np.array(members) + 1] = number + 1
+    blob_labels = blob_of[labels]
+    pieces = []
+    for number in range(len(blobs)):
+        pieces += _cut(blob_labels == number + 1, number, height)
+    width = float(np.median([_span(boxes, m).stop - _span(boxes, m).start for m in blobs]))
+    return Field(np.where(blob_labels > 0, ink, 0.0), blob_labels, height, width, pieces)
+
+
+def _without_margins(mask: np.ndarray) -> np.ndarray:
+    """Clear the rows and columns along the sides that are nearly all dark."""
+    mask = mask.copy()
+    for axis in (0, 1):
+        fill = mask.mean(axis=axis)  # per column (axis 0) or per row (axis 1)
+        for order in (slice(None), slice(None, None, -1)):
+            run = np.argmin(fill[order] >= MARGIN_FILL) if (fill < MARGIN_FILL).any() else 0
+            if run:
+                index = np.arange(len(fill))[order][:run]
+                if axis == 0:
+                    mask[:, index] = False
+                else:
+                    mask[index] = False
+    return mask
+
+
+def _without_lines(mask: np.ndarray) -> np.ndarray:
+    """Remove long horizontal lines, and tall vertical ones at the sides, then restore
+    the strokes that crossed them."""
+    height, width = mask.shape
+    across = ndimage.binary_opening(mask, structure=np.ones((1, max(3, width // 2))))
+    down = ndimage.binary_opening(mask, structure=np.ones((max(3, int(0.8 * height)), 1)))
+    down[:, int(EDGE_FRACTION * width) : width - int(EDGE_FRACTION * width)] = False
+    lines = across | down
+    if not lines.any():
+        return mask
+    rest = mask & ~lines
+    text = _text_height(rest)
+    if text is None:
+        return rest
+    # Confirm: a rule is longer than the text is tall, a border taller than the text.
+    lines = np.zeros_like(mask)
+    if ndimage.binary_opening(across, np.ones((1, int(LINE_HEIGHTS * text) + 1))).any():
+        lines |= across
+    tall = ndimage.binary_opening(down, np.ones((int(BORDER_HEIGHTS * text) + 1, 1)))
+    lines |= tall
+    if not lines.any():
+        return mask
+    rest = mask & ~lines
+    # A stroke that crossed a line continues on both sides of it: bridge the gap.
+    thickness = int(ndimage.sum(across[:, across.any(0)]) / max(1, across.any(0).sum())) + 2
+    bridged = ndimage.binary_closing(rest, np.ones((thickness + 2, 1))) & across
+    bridged |= ndimage.binary_closing(rest, np.ones((1, thickness + 2))) & tall
+    return rest | (bridged & lines)
+
+
+def _text_height(mask: np.ndarray) -> float | None:
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count == 0:
+        return None
+    areas = ndimage.sum_labels(mask, labels, np.arange(1, count + 1))
+    heights = np.array([b[0].stop - b[0].start for b in ndimage.find_objects(labels)])
+    return float(np.median(heights[areas >= 0.2 * areas.max()]))
+
+
+def _blobs(boxes: list[tuple[slice, slice]], height: float) -> list[list[int]]:
+    """Components grouped into blobs, left to right: a small or thin part joins the
+    component it overlaps most horizontally; marks that are neither digits nor parts of
+    one (specks, dashes, tick marks) are dropped."""
+    tall = [i for i, b in enumerate(boxes) if b[0].stop - b[0].start >= 0.5 * height]
+    if not tall:
+        return []
+    band_top = np.median([boxes[i][0].start for i in tall])
+    band_bottom = np.median([boxes[i][0].stop for i in tall])
+    groups = {i: [i] for i in tall}
+    for i, (rows, cols) in enumerate(boxes):
+        if i in groups:
+            continue
+        h, w = rows.stop - rows.start, cols.stop - cols.start
+        inside = rows.start >= band_top - 0.3 * height and rows.stop <= band_bottom + 0.3 * height
+        overlaps = [(_overlap(cols, boxes[t][1]), t) for t in tall]
+        best, owner = max(overlaps)
+        if best >= 0.3 * w and inside:
+            groups[owner].append(i)  # a detached part: a 5's top bar, a 4's stroke
+        elif inside and max(h, w) >= SPECK * height:
+            groups[i] = [i]  # a short digit, or a part of a broken one
+        # else: a speck, a dash, a tick mark, a mark outside the line of text
+    return [groups[g] for g in sorted(groups, key=lambda g: boxes[g][1].start)]
+
+
+def _cut(blob: np.ndarray, number: int, height: float) -> list[Piece]:
+    """A blob -> its pieces: cut where few ink pixels stand in a column, if it is wide
+    enough to hold touching digits."""
+    cols = np.flatnonzero(blob.any(0))
+    left, right = int(cols[0]), int(cols[-1]) + 1
+    width = right - left
+    if width < 2 * MIN_PIECE * height + 2:
+        return [Piece(left, right, number)]
+    profile = blob[:, left:right].sum(0).astype(float)
+    smooth = ndimage.uniform_filter1d(profile, 3)
+    # The pen's width: the commonest vertical run of ink.
+    stroke = max(1.0, float(np.median(profile[profile > 0])))
+    waist = (2.5 if width > CUT_WIDTH * height else 1.2) * stroke
+    edge = int(MIN_PIECE * height)
+    minima = [
+        c
+        for c in range(edge, width - edge)
+        if smooth[c] <= smooth[c - 1] and smooth[c] <= smooth[c + 1] and profile[c] <= waist
+    ]
+    chosen: list[int] = []
+    for c in sorted(minima, key=lambda c: (smooth[c], c)):
+        if all(abs(c - k) >= edge for k in chosen):
+            chosen.append(c)
+        if len(chosen) == MAX_CUTS:
+            break
+    cuts = sorted(left + c for c in chosen)
+    # Strokes crossed: runs of ink down the cut column.
+    crossed = [int(np.count_nonzero(np.diff(blob[:, c].astype(np.int8)) == 1)) for c in cuts]
+    bounds = [left, *cuts, right]
+    return [
+        Piece(a, b, number, k) for a, b, k in zip(bounds, bounds[1:], [0, *crossed], strict=False)
+    ]
+
+
+def _overlap(a: slice, b: slice) -> int:
+    return max(0, min(a.stop, b.stop) - max(a.start, b.start))
+
+
+def _span(boxes, members: list[int]) -> slice:
+    return slice(min(boxes[m][1].start for m in members), max(boxes[m][1].stop for m in members))
