@@ -30,6 +30,7 @@ class Document:
     image: np.ndarray  # (H, W) uint8, dark ink on light paper
     text: str
     touching: bool  # at least one adjacent pair of digits touches
+    spans: list[tuple[int, int]]  # each digit's ink columns [left, right), in order
 
 
 def low_resolution_scan(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -64,7 +65,7 @@ def _number(x: np.ndarray, y: np.ndarray, length: int, rng: np.random.Generator)
     canvas = np.zeros((height, width), np.float32)
     baseline = height - 3 * scale
     right = np.full(height, -1.0e9)  # rightmost ink per row so far
-    cursor, touching = 0.0, False
+    cursor, touching, spans = 0.0, False, []
     for glyph in glyphs:
         top = round(baseline - glyph.shape[0] + rng.normal(0, 0.06 * glyph.shape[0]))
         top = min(max(top, 0), height - glyph.shape[0])
@@ -81,6 +82,8 @@ def _number(x: np.ndarray, y: np.ndarray, length: int, rng: np.random.Generator)
             left = int(np.floor(np.max(right[rows] - first) + 1 + gap))
             left = max(left, int(cursor - glyph.shape[1] // 2))
             touching |= touches
+        inked = np.flatnonzero(mask.any(0))
+        spans.append((left + int(inked[0]), left + int(inked[-1]) + 1))
         region = canvas[rows, left : left + glyph.shape[1]]
         np.maximum(region, glyph[:, : region.shape[1]], out=region)
         last = np.where(mask.any(1), glyph.shape[1] - 1 - mask[:, ::-1].argmax(1), -(10**9))
@@ -92,7 +95,8 @@ def _number(x: np.ndarray, y: np.ndarray, length: int, rng: np.random.Generator)
     canvas = np.pad(canvas, ((margin // 2, margin // 2), (margin, margin)))
     canvas, dark = _extras(canvas, scale, rng)
     image = _on_paper(canvas, rng, dark)
-    return Document(image, "".join(str(int(y[i])) for i in picks), touching)
+    spans = [(a + margin, b + margin) for a, b in spans]
+    return Document(image, "".join(str(int(y[i])) for i in picks), touching, spans)
 
 
 def _glyph(digit: np.ndarray, scale: float, pen: str, rng: np.random.Generator) -> np.ndarray:
@@ -107,9 +111,10 @@ def _glyph(digit: np.ndarray, scale: float, pen: str, rng: np.random.Generator) 
     if pen == "thick":
         ink = ndimage.grey_dilation(ink, footprint=disk)
     elif pen == "thin":
-        ink = ndimage.grey_erosion(np.pad(ink, radius), footprint=disk)
-        ink = ink[radius:-radius, radius:-radius]
-        ink = np.where(ink > 0.1, ink, 0) / max(ink.max(), 1e-6)
+        thin = ndimage.grey_erosion(np.pad(ink, radius), footprint=disk)
+        thin = thin[radius:-radius, radius:-radius]
+        if thin.max() >= 0.5:  # else the pen would have left nothing: keep the stroke
+            ink = np.where(thin > 0.1, thin, 0) / thin.max()
     return ink
 
 

@@ -1,11 +1,12 @@
 """Reader: a written number's image -> its digits, read with a trained classifier.
 
 Recognition-based segmentation: segment.py proposes pieces and the runs of pieces that
-may be one digit; every candidate of every image goes to the model in one batch; dynamic
-programming then picks the split whose digits the model is surest of (with `length`,
-the best split into exactly that many digits). The reading's confidence is the product
-of its digits' probabilities: the chance the whole string is right, if the model's
-probabilities are calibrated and its errors independent.
+may be one digit; every candidate of every image goes to the classifier and to the
+verifier (is it one whole digit?) in one batch each; dynamic programming then picks the
+split that scores best (with `length`, the best split into exactly that many digits).
+The reading's confidence is the product, over its digits, of the class probability and
+the verifier's: the chance the whole string is right, were both calibrated and their
+errors independent (they are not quite: see the README's risk-coverage figures).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from mnistlab import images, runs, segment
 from mnistlab.config import MAX_DIGITS, ConfigError, ReadConfig
 from mnistlab.errors import UserError
 from mnistlab.predictor import Predictor
+from mnistlab.verifier import Verifier, geometry
 
 # Files read per model call by read_paths: their candidates go in one batch.
 FILES_PER_BATCH = 32
@@ -34,8 +36,9 @@ FLOOR = 1e-6
 ASPECT = {0: (-0.11, 0.20), 1: (-0.93, 0.46), 2: (-0.07, 0.22), 3: (-0.24, 0.21),
           4: (-0.24, 0.21), 5: (-0.07, 0.26), 6: (-0.33, 0.22), 7: (-0.26, 0.22),
           8: (-0.28, 0.22), 9: (-0.40, 0.21)}  # fmt: skip
-MEAN_ASPECT = -0.26  # over all classes
-WIDTH_SPREAD = 0.3
+# Log-probability cost of reading two separate blobs of ink as one digit: a broken
+# digit's parts overlap and are one blob already, mostly.
+JOIN_COST = 1.5
 # A digit is about as tall as the text: height / text height, spread.
 HEIGHT_SPREAD = 0.2
 # Log-probability cost of cutting through one stroke: touching digits share one stroke
@@ -78,11 +81,15 @@ class Reading:
 
 
 class Reader:
-    """Reads numbers with a Predictor; `read_many` batches all images' candidates."""
+    """Reads numbers with a Predictor (or anything with its predict_proba, such as the
+    server's Batcher); `read_many` sends all its images' candidates in one batch."""
 
-    def __init__(self, predictor: Predictor, min_confidence: float = 0.0):
+    def __init__(
+        self, predictor: Predictor, min_confidence: float = 0.0, verifier: Verifier | None = None
+    ):
         self.predictor = predictor
         self.min_confidence = min_confidence
+        self.verifier = verifier or Verifier.load()
 
     @classmethod
     def from_run(
@@ -106,7 +113,7 @@ class Reader:
     ) -> list[Reading | UserError]:
         """Grayscale images -> a Reading each, or the error that kept it from one."""
         fields: list[segment.Field | UserError] = []
-        crops, spans, boxes = [], [], []
+        crops, spans, boxes, shapes = [], [], [], []
         for gray in grays:
             try:
                 field = segment.find_field(np.asarray(gray, np.float32))
@@ -127,9 +134,12 @@ class Reader:
                 box = [cols.min(), rows.min(), np.ptp(cols) + 1, np.ptp(rows) + 1]
                 boxes.append([int(v) for v in box])
                 crops.append(images.fit(ink))
-        probabilities = (
-            self.predictor.predict_proba(np.stack(crops)) if crops else np.zeros((0, 10))
-        )
+                shapes.append(geometry(field, i, j, boxes[-1]))
+        if crops:
+            probabilities = self.predictor.predict_proba(np.stack(crops))
+            whole = self.verifier(np.stack(crops), np.stack(shapes))
+        else:
+            probabilities, whole = np.zeros((0, 10)), np.zeros(0)
         results: list[Reading | UserError] = []
         start = 0
         for field, runs_ in zip(fields, spans, strict=True):
@@ -137,45 +147,44 @@ class Reader:
                 results.append(field)
                 continue
             p = probabilities[start : start + len(runs_)]
+            v = whole[start : start + len(runs_)]
             box = boxes[start : start + len(runs_)]
             start += len(runs_)
             try:
-                results.append(self._best(field, runs_, p, box, length))
+                results.append(self._best(field, runs_, p, v, box, length))
             except segment.SegmentError as e:
                 results.append(e)
         return results
 
     def _best(
-        self, field: segment.Field, runs_, p: np.ndarray, boxes: list[list[int]], length: int | None
+        self,
+        field: segment.Field,
+        runs_,
+        p: np.ndarray,
+        whole: np.ndarray,
+        boxes: list[list[int]],
+        length: int | None,
     ) -> Reading:
-        """The split of the pieces into digits that scores best: each digit's log
-        probability, less how far its shape is from its class's and its height from the
-        text's (in spreads, squared: a Gaussian's log density)."""
+        """The split of the pieces into digits that scores best: the sum over its digits
+        of the log probabilities of the class and of being one whole digit (verifier),
+        the geometry's log-prior, less the cost of each stroke cut."""
         n = len(field.pieces)
         most = length if length is not None else n
         # score[k][j]: best log probability of reading pieces [0, j) as k digits.
         score = np.full((most + 1, n + 1), -np.inf)
         back: dict[tuple[int, int], tuple[int, int]] = {}
         score[0][0] = 0.0
-        logp = np.log(np.maximum(p.max(axis=1), FLOOR))
-        for c, (_, _, w, h) in enumerate(boxes):
-            mean, spread = ASPECT[int(p[c].argmax())]
-            off = max(0.0, abs(np.log(w / h) - mean) / spread - 1)  # beyond one spread
-            logp[c] -= 0.5 * off**2
-            logp[c] -= 0.5 * (max(0.0, 1 - h / field.height) / HEIGHT_SPREAD) ** 2
-            # Width against this writer's usual digit, scaled to the class's shape.
-            usual = field.width * np.exp(mean - MEAN_ASPECT)
-            off = max(0.0, abs(np.log(w / usual)) / WIDTH_SPREAD - 1)
-            logp[c] -= 0.5 * off**2
+        logp = np.log(np.maximum(p.max(axis=1), FLOOR)) + np.log(np.maximum(whole, FLOOR))
+        logp += _priors(field, runs_, p, boxes)
         by_end: dict[int, list[int]] = {}
         for c, (_, j) in enumerate(runs_):
             by_end.setdefault(j, []).append(c)
         for j in range(1, n + 1):
             for c in by_end.get(j, []):
                 i = runs_[c][0]
-                cut = CUT_COST * field.pieces[i].crossed
+                cost = CUT_COST * field.pieces[i].crossed
                 for k in range(1, most + 1):
-                    total = score[k - 1][i] + logp[c] - cut
+                    total = score[k - 1][i] + logp[c] - cost
                     if total > score[k][j]:
                         score[k][j], back[k, j] = total, (i, c)
         k = length if length is not None else int(np.argmax(score[:, n]))
@@ -191,13 +200,27 @@ class Reader:
             j, k = i, k - 1
         chosen.reverse()
         digits = [Digit(int(p[c].argmax()), float(p[c].max()), boxes[c]) for c in chosen]
-        confidence = float(np.prod([d.probability for d in digits]))
+        confidence = float(np.prod([d.probability for d in digits]) * np.prod(whole[chosen]))
         return Reading(
             "".join(str(d.digit) for d in digits),
             confidence,
             confidence < self.min_confidence,
             digits,
         )
+
+
+def _priors(field: segment.Field, runs_, p: np.ndarray, boxes: list[list[int]]) -> np.ndarray:
+    """Log-prior of each candidate's geometry: much wider than its class's shape (two
+    digits run together), shorter than the text (part of one), or joining blobs."""
+    logp = np.zeros(len(boxes))
+    for c, (_, _, w, h) in enumerate(boxes):
+        mean, spread = ASPECT[int(p[c].argmax())]
+        off = max(0.0, (np.log(w / h) - mean) / spread - 1)  # wider by over a spread
+        logp[c] -= 0.5 * off**2
+        logp[c] -= 0.5 * (max(0.0, 1 - h / field.height) / HEIGHT_SPREAD) ** 2
+        first, last = field.pieces[runs_[c][0]], field.pieces[runs_[c][1] - 1]
+        logp[c] -= JOIN_COST * (last.blob - first.blob)
+    return logp
 
 
 def read_paths(

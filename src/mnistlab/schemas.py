@@ -31,6 +31,27 @@ class PredictJSON(BaseModel):
         return self
 
 
+class ReadJSON(BaseModel):
+    """An image of a written number, as a base64 file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description="a PNG/JPEG/... file, base64 (a data: URL prefix is allowed)")
+
+
+class ReadDigit(BaseModel):
+    digit: int
+    probability: float
+    box: list[int] = Field(description="x, y, width, height of the digit's ink, in pixels")
+
+
+class ReadResponse(BaseModel):
+    text: str = Field(description="the digits left to right (leading zeros kept)")
+    confidence: float = Field(description="the estimated chance that every digit is right")
+    unsure: bool = Field(description="confidence below the min_confidence asked for")
+    digits: list[ReadDigit]
+
+
 class PredictResponse(BaseModel):
     digit: int = Field(description="the most probable digit")
     probability: float

@@ -32,12 +32,18 @@ BORDER_HEIGHTS = 1.15
 EDGE_FRACTION = 0.15  # "at the edge": within this fraction of the width from a side
 # Sizes in text heights.
 SPECK = 0.3  # a component smaller than this both ways, standing alone, is a speck
+MIN_DIGIT = 8  # pixels: a mark less tall than this is never a digit (MNIST's are 20)
+NEAR = 0.25  # a detached part of a digit is at most this far above or below it
 THIN = 0.25  # thinner than this is a stroke fragment: part of a digit, or a dash
 MAX_DIGIT_WIDTH = 1.3  # a candidate digit wider than this is not tried
 MIN_PIECE = 0.15  # cuts at least this far apart, and from a blob's sides
 # Blobs narrower than this may still be one digit or two (11, 17): cut those too, but
 # only at clear waists of the profile.
 CUT_WIDTH = 0.8
+# A cut goes where a column holds at most this many pens' width of ink: touching digits
+# meet in about one stroke; a 0 or an 8 has two down every column.
+WAIST = 3.0
+NARROW_WAIST = 1.2
 MAX_GAP = 0.35  # a candidate digit may join pieces across a gap this wide at most
 MAX_PIECES = 4  # pieces per candidate digit
 MAX_CUTS = 12  # per blob: the thinnest columns
@@ -117,9 +123,7 @@ def find_field(gray: np.ndarray) -> Field:
     if count == 0:
         raise SegmentError("no digits found (only lines or a margin)")
     boxes = ndimage.find_objects(labels)
-    heights = np.array([b[0].stop - b[0].start for b in boxes])
-    areas = ndimage.sum_labels(mask, labels, np.arange(1, count + 1))
-    height = float(np.median(heights[areas >= 0.2 * areas.max()]))
+    height = _text_height(labels, count)
     blobs = _blobs(boxes, height)
     if not blobs:
         raise SegmentError("no digits found (only specks and lines)")
@@ -163,9 +167,10 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
     if not lines.any():
         return mask
     rest = mask & ~lines
-    text = _text_height(rest)
-    if text is None:
+    labels, count = ndimage.label(rest, structure=np.ones((3, 3)))
+    if count == 0:
         return rest
+    text = _text_height(labels, count)
     # Confirm: a rule is longer than the text is tall, a border taller than the text.
     lines = np.zeros_like(mask)
     if ndimage.binary_opening(across, np.ones((1, int(LINE_HEIGHTS * text) + 1))).any():
@@ -182,38 +187,54 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
     return rest | (bridged & lines)
 
 
-def _text_height(mask: np.ndarray) -> float | None:
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
-    if count == 0:
-        return None
-    areas = ndimage.sum_labels(mask, labels, np.arange(1, count + 1))
+def _text_height(labels: np.ndarray, count: int) -> float:
+    """The height of the writing: the components' heights, median by ink (so that specks
+    and a broken digit's small parts count for little)."""
     heights = np.array([b[0].stop - b[0].start for b in ndimage.find_objects(labels)])
-    return float(np.median(heights[areas >= 0.2 * areas.max()]))
+    areas = ndimage.sum_labels(labels > 0, labels, np.arange(1, count + 1))
+    order = np.argsort(heights)
+    weight = np.cumsum(areas[order])
+    return float(heights[order][np.searchsorted(weight, weight[-1] / 2)])
 
 
 def _blobs(boxes: list[tuple[slice, slice]], height: float) -> list[list[int]]:
-    """Components grouped into blobs, left to right: a small or thin part joins the
-    component it overlaps most horizontally; marks that are neither digits nor parts of
-    one (specks, dashes, tick marks) are dropped."""
-    tall = [i for i, b in enumerate(boxes) if b[0].stop - b[0].start >= 0.5 * height]
+    """Components grouped into blobs, left to right. Tall parts stacked in the same
+    columns are one digit (a 4's two strokes, a 5 broken at its stem; neighbours side by
+    side are not, however slanted); a small part joins the blob it overlaps most, if it
+    is near it (a 5's floating bar); marks that are neither digits nor near one (specks,
+    dashes, tick marks) are dropped."""
+    least = max(0.5 * height, MIN_DIGIT)
+    tall = [i for i, b in enumerate(boxes) if b[0].stop - b[0].start >= least]
     if not tall:
         return []
+    blobs: list[list[int]] = []
+    for i in sorted(tall, key=lambda i: boxes[i][1].start):
+        if blobs:
+            cols, rows = _span(boxes, blobs[-1]), _rows(boxes, blobs[-1])
+            narrow = min(cols.stop - cols.start, boxes[i][1].stop - boxes[i][1].start)
+            short = min(rows.stop - rows.start, boxes[i][0].stop - boxes[i][0].start)
+            if (
+                _overlap(cols, boxes[i][1]) >= 0.7 * narrow
+                and _overlap(rows, boxes[i][0]) <= 0.5 * short
+            ):
+                blobs[-1].append(i)
+                continue
+        blobs.append([i])
     band_top = np.median([boxes[i][0].start for i in tall])
     band_bottom = np.median([boxes[i][0].stop for i in tall])
-    groups = {i: [i] for i in tall}
     for i, (rows, cols) in enumerate(boxes):
-        if i in groups:
+        if i in tall:
             continue
         h, w = rows.stop - rows.start, cols.stop - cols.start
+        best, owner = max((_overlap(cols, _span(boxes, b)), n) for n, b in enumerate(blobs))
+        near = _gap(rows, _rows(boxes, blobs[owner])) <= NEAR * height
         inside = rows.start >= band_top - 0.3 * height and rows.stop <= band_bottom + 0.3 * height
-        overlaps = [(_overlap(cols, boxes[t][1]), t) for t in tall]
-        best, owner = max(overlaps)
-        if best >= 0.3 * w and inside:
-            groups[owner].append(i)  # a detached part: a 5's top bar, a 4's stroke
-        elif inside and max(h, w) >= SPECK * height:
-            groups[i] = [i]  # a short digit, or a part of a broken one
+        if best >= 0.3 * w and near and max(h, w) >= SPECK / 2 * height:
+            blobs[owner].append(i)  # a detached part: a 5's top bar, a 4's stroke
+        elif inside and h >= MIN_DIGIT and max(h, w) >= SPECK * height:
+            blobs.append([i])  # a short digit, or a part of a broken one
         # else: a speck, a dash, a tick mark, a mark outside the line of text
-    return [groups[g] for g in sorted(groups, key=lambda g: boxes[g][1].start)]
+    return sorted(blobs, key=lambda b: _span(boxes, b).start)
 
 
 def _cut(blob: np.ndarray, number: int, height: float) -> list[Piece]:
@@ -226,9 +247,11 @@ def _cut(blob: np.ndarray, number: int, height: float) -> list[Piece]:
         return [Piece(left, right, number)]
     profile = blob[:, left:right].sum(0).astype(float)
     smooth = ndimage.uniform_filter1d(profile, 3)
-    # The pen's width: the commonest vertical run of ink.
-    stroke = max(1.0, float(np.median(profile[profile > 0])))
-    waist = (2.5 if width > CUT_WIDTH * height else 1.2) * stroke
+    # The pen's width: the median vertical run of ink down the columns.
+    column = np.pad(blob[:, left:right], ((1, 1), (0, 0))).T.astype(np.int8).ravel()
+    edges = np.flatnonzero(np.diff(column))
+    pen = max(1.0, float(np.median(edges[1::2] - edges[::2])))
+    waist = (WAIST if width > CUT_WIDTH * height else NARROW_WAIST) * pen
     edge = int(MIN_PIECE * height)
     minima = [
         c
@@ -252,6 +275,14 @@ def _cut(blob: np.ndarray, number: int, height: float) -> list[Piece]:
 
 def _overlap(a: slice, b: slice) -> int:
     return max(0, min(a.stop, b.stop) - max(a.start, b.start))
+
+
+def _gap(a: slice, b: slice) -> int:
+    return max(0, max(a.start, b.start) - min(a.stop, b.stop))
+
+
+def _rows(boxes, members: list[int]) -> slice:
+    return slice(min(boxes[m][0].start for m in members), max(boxes[m][0].stop for m in members))
 
 
 def _span(boxes, members: list[int]) -> slice:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -33,15 +33,18 @@ from swagger_ui_bundle import swagger_ui_path
 from threadpoolctl import threadpool_limits
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from mnistlab import images, runs
+from mnistlab import images, runs, segment
 from mnistlab.batcher import Batcher
-from mnistlab.config import ServeConfig
+from mnistlab.config import MAX_DIGITS, ServeConfig
 from mnistlab.data import IMAGE_SHAPE
 from mnistlab.predictor import Predictor
+from mnistlab.reader import Reader
 from mnistlab.schemas import (
     Metadata,
     PredictJSON,
     PredictResponse,
+    ReadJSON,
+    ReadResponse,
     TFServingRequest,
     TFServingResponse,
 )
@@ -49,21 +52,25 @@ from mnistlab.schemas import (
 # Environment variable through which `mnistlab serve` hands its config to uvicorn workers.
 CONFIG_ENV = "MNISTLAB_SERVE_CONFIG"
 DOCS_ASSETS = "/docs-assets"
-PREDICT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": PredictJSON.model_json_schema()},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                    "required": ["file"],
-                }
+
+
+def _image_body(schema) -> dict:
+    """OpenAPI's view of a route that takes a multipart 'file' or a JSON body."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": schema.model_json_schema()},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                },
             },
-        },
+        }
     }
-}
 
 
 def create_app(config: ServeConfig) -> FastAPI:
@@ -80,6 +87,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         # them all stalls every request for 100 ms or more (serve_load.py's p99).
         gc.freeze()
         app.state.predictor = batcher
+        app.state.reader = Reader(batcher)
         app.state.metadata = _metadata(config, predictor)
         yield
         batcher.close()
@@ -124,7 +132,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     def metadata(request: Request) -> Metadata:
         return request.app.state.metadata
 
-    @app.post("/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODY)
+    @app.post("/predict", response_model=PredictResponse, openapi_extra=_image_body(PredictJSON))
     def predict(digit: DigitInput, predictor: PredictorDep) -> Response:
         (probabilities,) = predictor.predict_proba(digit[None])
         body = PredictResponse(
@@ -136,6 +144,22 @@ def create_app(config: ServeConfig) -> FastAPI:
         # Serialised here: FastAPI would validate the 28x28 answer again against
         # response_model, a quarter of the route's time (benchmarks/serve_load.py).
         return Response(body.model_dump_json(), media_type="application/json")
+
+    @app.post("/read", response_model=ReadResponse, openapi_extra=_image_body(ReadJSON))
+    def read(
+        gray: GrayInput,
+        reader: ReaderDep,
+        length: Annotated[int | None, Query(ge=1, le=MAX_DIGITS)] = None,
+        min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+    ) -> Response:
+        """The number written in the image: its digits, boxes and probabilities."""
+        try:
+            reading = reader.read(gray, length)
+        except segment.SegmentError as e:
+            raise HTTPException(422, str(e)) from None
+        record = reading.as_record()
+        record["unsure"] = reading.confidence < min_confidence
+        return Response(json.dumps(record), media_type="application/json")
 
     @app.post("/v1/models/mnist:predict", response_model=TFServingResponse)
     def tf_serving_predict(body: TFServingRequest, predictor: PredictorDep) -> Response:
@@ -222,32 +246,50 @@ def get_predictor(request: Request) -> Batcher | Predictor:
     return request.app.state.predictor
 
 
+def get_reader(request: Request) -> Reader:
+    return request.app.state.reader
+
+
 async def read_digit(request: Request) -> np.ndarray:
     """The request's digit as (28, 28) float32, from multipart, JSON pixels or base64 image.
 
     Async only to read the body; decoding and preprocessing run in the thread pool.
     """
+    body = await _body(request, PredictJSON)
+    if isinstance(body, PredictJSON) and body.pixels is not None:
+        return np.array(body.pixels, dtype=np.float32)
+    data = body if isinstance(body, bytes) else _b64decode(body.image)
+    return await run_in_threadpool(_decoded, images.load_digit, data)
+
+
+async def read_gray(request: Request) -> np.ndarray:
+    """The request's image as grayscale (H, W), from multipart or base64 JSON."""
+    body = await _body(request, ReadJSON)
+    data = body if isinstance(body, bytes) else _b64decode(body.image)
+    return await run_in_threadpool(_decoded, images.read_image, data)
+
+
+async def _body(request: Request, schema):
+    """A multipart body's one 'file' (bytes), or a JSON body validated by `schema`."""
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type == "multipart/form-data":
         form = await request.form()
         uploads = form.getlist("file")
         if len(uploads) != 1 or isinstance(uploads[0], str):
             raise HTTPException(422, "multipart body needs exactly one 'file' part: the image")
-        data = await uploads[0].read()
-        return await run_in_threadpool(_digit_from_image, data)
+        return await uploads[0].read()
     if media_type == "application/json":
         try:
-            body = PredictJSON.model_validate_json(await request.body())
+            return schema.model_validate_json(await request.body())
         except ValidationError as e:
             raise RequestValidationError(e.errors()) from None
-        if body.pixels is not None:
-            return np.array(body.pixels, dtype=np.float32)
-        return await run_in_threadpool(_digit_from_image, _b64decode(body.image))
     raise HTTPException(415, "send multipart/form-data with a 'file', or application/json")
 
 
 PredictorDep = Annotated[Batcher | Predictor, Depends(get_predictor)]
+ReaderDep = Annotated[Reader, Depends(get_reader)]
 DigitInput = Annotated[np.ndarray, Depends(read_digit)]
+GrayInput = Annotated[np.ndarray, Depends(read_gray)]
 
 
 class BodyLimit:
@@ -286,9 +328,10 @@ class _TooLarge(Exception):
     pass
 
 
-def _digit_from_image(data: bytes) -> np.ndarray:
+def _decoded(decode, data: bytes) -> np.ndarray:
+    """decode(data), with an image that cannot be read (or holds no digit) a 400."""
     try:
-        return images.load_digit(data)
+        return decode(data)
     except images.ImageError as e:
         raise HTTPException(400, str(e)) from None
 

@@ -1,0 +1,93 @@
+"""`mnistlab read` as a user runs it: real numbers written with MNIST test digits."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistlab import documents
+from mnistlab.evaluation import STRING_SEED
+
+
+@pytest.fixture(scope="module")
+def folder(mnist, tmp_path_factory):
+    """Numbers (no touching pair), a one-digit image, a blank page and a non-image."""
+    root = tmp_path_factory.mktemp("forms")
+    made = documents.number_strings(mnist.x_test, mnist.y_test, 40, seed=11, length=5)
+    numbers = [d for d in made if not d.touching][:6]
+    for i, d in enumerate(numbers):
+        Image.fromarray(d.image).save(root / f"form-{i}.png")
+    one = np.flatnonzero(mnist.y_test == 7)[0]
+    Image.fromarray(255 - mnist.x_test[one]).resize((84, 84)).save(root / "single.png")
+    Image.new("L", (120, 60), 250).save(root / "blank.png")
+    (root / "notes.png").write_text("not an image")
+    return root, [d.text for d in numbers]
+
+
+def test_read_prints_a_line_per_file_and_a_summary(cli, default_run, folder):
+    root, texts = folder
+    result = cli("read", default_run[0], root)
+    assert result.returncode == 1  # two files could not be read
+    lines = result.stdout.strip().splitlines()
+    by_file = {line.split()[0]: line for line in lines[:-1]}
+    assert set(by_file) == {str(p) for p in sorted(root.iterdir())}
+    assert "no digits found" in by_file[str(root / "blank.png")]
+    assert "not an image" in by_file[str(root / "notes.png")]
+    assert by_file[str(root / "single.png")].split()[1] == "7"
+    right = sum(by_file[str(root / f"form-{i}.png")].split()[1] == t for i, t in enumerate(texts))
+    assert right >= 4
+    assert lines[-1] == "9 files: 7 read, 0 unsure, 2 failed"
+
+
+def test_read_json_gives_digits_boxes_and_confidence(cli, default_run, folder):
+    root, _ = folder
+    result = cli("read", default_run[0], root / "form-0.png", root / "single.png", "--json")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["file"] for r in records] == [str(root / "form-0.png"), str(root / "single.png")]
+    for r in records:
+        assert r["text"] == "".join(str(d["digit"]) for d in r["digits"])
+        assert r["confidence"] == pytest.approx(
+            np.prod([d["probability"] for d in r["digits"]]), rel=1e-4
+        )
+        assert all(len(d["box"]) == 4 for d in r["digits"])
+    assert records[1]["text"] == "7"
+    assert "2 files: 2 read, 0 unsure, 0 failed" in result.stderr
+
+
+def test_read_length_and_min_confidence(cli, default_run, folder):
+    root, _ = folder
+    result = cli("read", default_run[0], root / "form-1.png", "--json", "--length", "6")
+    assert len(json.loads(result.stdout)["text"]) == 6
+    unsure = cli("read", default_run[0], root / "form-1.png", "--min-confidence", "1")
+    assert unsure.stdout.split()[1] == "unsure"
+    assert "0 read, 1 unsure" in unsure.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--length", "0"], "--length must be in 1..64"),
+        (["--min-confidence", "2"], "--min-confidence must be in [0, 1]"),
+    ],
+)
+def test_read_refuses_bad_options(cli, default_run, folder, args, message):
+    result = cli("read", default_run[0], folder[0] / "form-0.png", *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_string_benchmark_in_evaluate(cli, default_run):
+    """The CI-sized string benchmark, with bars the reference MLP meets (README)."""
+    result = cli("evaluate", default_run[0], "--strings", "60", "--string-length", "5")
+    assert result.returncode == 0, result.stderr
+    record = json.loads((default_run[0] / "evaluation.json").read_text())
+    strings = record["strings"]
+    assert strings["n"] == 60 and strings["seed"] == STRING_SEED and strings["length"] == 5
+    assert strings["not_touching"]["accuracy"] >= 0.6
+    assert strings["digit_accuracy"] >= 0.85
+    assert strings["risk_coverage"][-1]["coverage"] == 1.0
+    assert "strings:" in result.stdout
+    page = (default_run[0] / "report.html").read_text()
+    assert "Reading numbers" in page and "risk_coverage" in page

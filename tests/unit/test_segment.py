@@ -1,0 +1,158 @@
+"""Segmentation on built cases: real MNIST test digits on paper, with the noise of forms."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from mnistlab import images, segment
+
+TOP = 22  # where the digits' ink starts on the canvas
+
+
+def digit(mnist, label: int, nth: int = 0) -> np.ndarray:
+    """A test digit of that label, at twice the size, cropped to its ink: (H, W) in [0, 1]."""
+    index = np.flatnonzero(mnist.y_test == label)[nth]
+    image = Image.fromarray(mnist.x_test[index]).resize((56, 56), Image.Resampling.BICUBIC)
+    ink = np.asarray(image, np.float32) / 255
+    rows, cols = np.flatnonzero(ink.max(1) > 0.3), np.flatnonzero(ink.max(0) > 0.3)
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def paper(*glyphs_at: tuple[np.ndarray, int], width: int = 260) -> np.ndarray:
+    """Glyphs placed at column offsets on a 100-px-tall ink canvas, from row TOP down."""
+    canvas = np.zeros((100, width), np.float32)
+    for glyph, left in glyphs_at:
+        region = canvas[TOP : TOP + glyph.shape[0], left : left + glyph.shape[1]]
+        np.maximum(region, glyph, out=region)
+    return canvas
+
+
+def scan(ink: np.ndarray) -> np.ndarray:
+    """Ink -> dark ink on light, slightly uneven paper, as gray levels."""
+    cols = np.linspace(0, 1, ink.shape[1])[None, :]
+    light = 230 - 20 * cols
+    return (light - ink.clip(0, 1) * (light - 30)).astype(np.float32)
+
+
+def truth(field: segment.Field, span: tuple[int, int]) -> bool:
+    """Some candidate is exactly the ink in these columns (within 2 px each side)."""
+    for i, j in field.candidates():
+        x, _, w, _ = field.box(i, j)
+        if abs(x - span[0]) <= 2 and abs(x + w - span[1]) <= 2:
+            return True
+    return False
+
+
+def spans(*glyphs_at):
+    return [(left, left + g.shape[1]) for g, left in glyphs_at]
+
+
+def test_two_digits_apart_are_two_blobs_and_candidates(mnist):
+    placed = [(digit(mnist, 2), 40), (digit(mnist, 3), 140)]
+    field = segment.find_field(scan(paper(*placed)))
+    assert len({p.blob for p in field.pieces}) == 2
+    assert all(truth(field, s) for s in spans(*placed))
+    assert field.height == pytest.approx(placed[0][0].shape[0], abs=8)
+
+
+def test_a_touching_pair_is_cut_where_they_meet(mnist):
+    left, right = digit(mnist, 4), digit(mnist, 7)
+    # Overlap the boxes until the ink touches.
+    gap = next(g for g in range(0, -30, -1) if _touches(left, right, g))
+    placed = [(left, 40), (right, 40 + left.shape[1] + gap)]
+    field = segment.find_field(scan(paper(*placed)))
+    assert len({p.blob for p in field.pieces}) == 1  # one blob of ink ...
+    assert len(field.pieces) >= 2  # ... with cuts proposed in it
+    cuts = [p.left for p in field.pieces[1:]]
+    meet = 40 + left.shape[1] + gap
+    assert min(abs(c - meet) for c in cuts) <= 6
+
+
+def test_a_broken_five_is_one_blob():
+    ink = Image.new("L", (200, 100), 0)
+    draw = ImageDraw.Draw(ink)
+    draw.line([(70, 22), (110, 20)], fill=255, width=5)  # the floating top bar
+    draw.line([(70, 30), (66, 52)], fill=255, width=5)  # the stem, below a gap
+    draw.arc([(60, 45), (112, 82)], start=-100, end=150, fill=255, width=5)  # the bowl
+    field = segment.find_field(scan(np.asarray(ink, np.float32) / 255))
+    assert len({p.blob for p in field.pieces}) == 1
+    _, y, _, h = field.box(0, len(field.pieces))
+    assert y <= 20 and y + h >= 80  # the bar is in it
+
+
+def test_a_one_beside_a_seven_stays_apart(mnist):
+    placed = [(digit(mnist, 1), 60), (digit(mnist, 7), 60 + digit(mnist, 1).shape[1] + 6)]
+    field = segment.find_field(scan(paper(*placed)))
+    assert len({p.blob for p in field.pieces}) == 2
+    assert all(truth(field, s) for s in spans(*placed))
+
+
+def test_specks_are_dropped(mnist):
+    placed = [(digit(mnist, 6), 60), (digit(mnist, 8), 130)]
+    ink = paper(*placed)
+    rng = np.random.default_rng(0)
+    specks = [
+        (int(r), int(c))
+        for r, c in zip(rng.integers(5, 95, 12), rng.integers(5, 255, 12), strict=True)
+    ]
+    specks = [(r, c) for r, c in specks if ink[r - 3 : r + 4, c - 3 : c + 4].max() == 0]
+    for r, c in specks:
+        ink[r : r + 2, c : c + 2] = 1.0
+    field = segment.find_field(scan(ink))
+    assert len(specks) >= 5
+    assert all(field.labels[r, c] == 0 for r, c in specks)
+    assert len({p.blob for p in field.pieces}) == 2
+
+
+def test_an_underline_is_removed_and_the_digits_kept(mnist):
+    placed = [(digit(mnist, 3), 40), (digit(mnist, 5), 110), (digit(mnist, 9), 180)]
+    ink = paper(*placed)
+    foot = TOP + min(g.shape[0] for g, _ in placed)
+    ink[foot - 5 : foot - 2, 20:240] = 1.0  # through the digits' feet
+    field = segment.find_field(scan(ink))
+    assert not field.labels[foot - 4, 20:35].any()  # the line left of the digits
+    assert len({p.blob for p in field.pieces}) == 3
+    assert all(truth(field, s) for s in spans(*placed))
+
+
+def test_a_box_around_the_field_is_removed(mnist):
+    placed = [(digit(mnist, 0), 50), (digit(mnist, 4), 130)]
+    ink = paper(*placed)
+    ink[8:11, 10:250] = ink[90:93, 10:250] = 1.0
+    ink[8:93, 10:13] = ink[8:93, 247:250] = 1.0
+    field = segment.find_field(scan(ink))
+    assert not field.labels[:, :20].any() and not field.labels[:, 240:].any()
+    assert not field.labels[:12].any() and not field.labels[88:].any()
+    assert len({p.blob for p in field.pieces}) == 2
+    assert all(truth(field, s) for s in spans(*placed))
+
+
+def test_a_dark_scanner_margin_is_cut_away(mnist):
+    placed = [(digit(mnist, 2), 60), (digit(mnist, 7), 140)]
+    gray = scan(paper(*placed))
+    gray[:, :25] = 20  # black along the left side
+    field = segment.find_field(gray)
+    assert not field.labels[:, :25].any()
+    assert len({p.blob for p in field.pieces}) == 2
+
+
+@pytest.mark.parametrize(
+    ("ink", "message"),
+    [(np.zeros((60, 200)), "blank"), (None, "not a number")],
+    ids=["blank", "too-many-marks"],
+)
+def test_nothing_to_read_is_a_clear_error(ink, message):
+    if ink is None:  # 70 short strokes in a row
+        ink = np.zeros((60, 70 * 8), np.float32)
+        for k in range(70):
+            ink[15:45, k * 8 + 2 : k * 8 + 5] = 1.0
+    with pytest.raises(images.ImageError, match=message):
+        segment.find_field(scan(ink))
+
+
+def _touches(left: np.ndarray, right: np.ndarray, gap: int) -> bool:
+    canvas = paper((left, 0), (right, left.shape[1] + gap), width=left.shape[1] * 3)
+    from scipy import ndimage
+
+    _, count = ndimage.label(canvas > 0.4 * canvas.max(), structure=np.ones((3, 3)))
+    return count == 1
