@@ -160,8 +160,8 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
     """Remove long horizontal lines, and tall vertical ones at the sides, then restore
     the strokes that crossed them."""
     height, width = mask.shape
-    across = ndimage.binary_opening(mask, structure=np.ones((1, max(3, width // 2))))
-    down = ndimage.binary_opening(mask, structure=np.ones((max(3, int(0.8 * height)), 1)))
+    across = _runs(mask, max(3, width // 2), axis=1)
+    down = _runs(mask, max(3, int(0.8 * height)), axis=0)
     down[:, int(EDGE_FRACTION * width) : width - int(EDGE_FRACTION * width)] = False
     lines = across | down
     if not lines.any():
@@ -173,9 +173,9 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
     text = _text_height(labels, count)
     # Confirm: a rule is longer than the text is tall, a border taller than the text.
     lines = np.zeros_like(mask)
-    if ndimage.binary_opening(across, np.ones((1, int(LINE_HEIGHTS * text) + 1))).any():
+    if _runs(across, int(LINE_HEIGHTS * text) + 1, axis=1).any():
         lines |= across
-    tall = ndimage.binary_opening(down, np.ones((int(BORDER_HEIGHTS * text) + 1, 1)))
+    tall = _runs(down, int(BORDER_HEIGHTS * text) + 1, axis=0)
     lines |= tall
     if not lines.any():
         return mask
@@ -185,6 +185,21 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
     bridged = ndimage.binary_closing(rest, np.ones((thickness + 2, 1))) & across
     bridged |= ndimage.binary_closing(rest, np.ones((1, thickness + 2))) & tall
     return rest | (bridged & lines)
+
+
+def _runs(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """The pixels of runs of at least `length` along `axis`: a binary opening by a line
+    of that length, in time linear in the pixels whatever the length."""
+    lines = mask if axis == 1 else mask.T
+    padded = np.pad(lines, ((0, 0), (1, 1))).astype(np.int8).ravel()
+    edges = np.flatnonzero(np.diff(padded))
+    starts, stops = edges[::2], edges[1::2]
+    keep = np.zeros(padded.size + 1, np.int32)
+    long = stops - starts >= length
+    np.add.at(keep, starts[long] + 1, 1)
+    np.add.at(keep, stops[long] + 1, -1)
+    out = (np.cumsum(keep)[:-1] > 0).reshape(lines.shape[0], -1)[:, 1:-1]
+    return out if axis == 1 else out.T
 
 
 def _text_height(labels: np.ndarray, count: int) -> float:

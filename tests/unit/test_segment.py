@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from mnistlab import images, segment
 
@@ -152,7 +153,16 @@ def test_nothing_to_read_is_a_clear_error(ink, message):
 
 def _touches(left: np.ndarray, right: np.ndarray, gap: int) -> bool:
     canvas = paper((left, 0), (right, left.shape[1] + gap), width=left.shape[1] * 3)
-    from scipy import ndimage
-
     _, count = ndimage.label(canvas > 0.4 * canvas.max(), structure=np.ones((3, 3)))
     return count == 1
+
+
+def test_runs_are_a_binary_opening_by_a_line_in_linear_time():
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        mask = rng.random(tuple(rng.integers(5, 60, 2))) < rng.uniform(0.3, 0.95)
+        length = int(rng.integers(1, 20))
+        for axis, line in ((1, np.ones((1, length))), (0, np.ones((length, 1)))):
+            padded = np.pad(mask, length)
+            opened = ndimage.binary_opening(padded, structure=line)[length:-length, length:-length]
+            np.testing.assert_array_equal(segment._runs(mask, length, axis), opened)
