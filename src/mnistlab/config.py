@@ -372,9 +372,7 @@ class ReadConfig(_Config):
     min_confidence: float = option(
         0.0, "below this estimated chance that the whole number is right, answer 'unsure'"
     )
-    length: int | None = option(
-        None, "the number of digits, when it is known (a ZIP code: 5)", metavar="N"
-    )
+    length: int | None = option(None, "the number of digits, when it is known (a ZIP code: 5)")
 
     def __post_init__(self) -> None:
         _check_types(self)
