@@ -306,8 +306,15 @@ def _add_predict(commands) -> None:
         ),
     )
     add_fields(p, PredictConfig)
-    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files or folders")
-    p.add_argument("--json", action="store_true", help="one JSON object per line and file")
+    _image_arguments(p)
+
+
+def _image_arguments(parser) -> None:
+    """What predict and read both take: the images, and --json."""
+    parser.add_argument(
+        "images", type=Path, nargs="+", metavar="IMAGE", help="image files or folders"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line and file")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -341,8 +348,7 @@ def _add_read(commands) -> None:
         ),
     )
     add_fields(p, ReadConfig)
-    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files or folders")
-    p.add_argument("--json", action="store_true", help="one JSON object per line and file")
+    _image_arguments(p)
 
 
 def _read(args: argparse.Namespace) -> int:
