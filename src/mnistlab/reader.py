@@ -23,7 +23,7 @@ from mnistlab import images, runs, segment
 from mnistlab.config import MAX_DIGITS, ConfigError, ReadConfig
 from mnistlab.errors import UserError
 from mnistlab.predictor import Predictor
-from mnistlab.verifier import Verifier, geometry
+from mnistlab.verifier import Verifier, candidate_inputs
 
 # Files read per model call by read_paths: their candidates go in one batch.
 FILES_PER_BATCH = 32
@@ -117,7 +117,6 @@ class Reader:
         for gray in grays:
             try:
                 field = segment.find_field(np.asarray(gray, np.float32))
-                runs_ = field.candidates()
                 if length is not None and len(field.pieces) < length:
                     raise segment.SegmentError(
                         f"found at most {len(field.pieces)} digits, not the {length} asked for"
@@ -126,18 +125,16 @@ class Reader:
                 fields.append(e)
                 spans.append([])
                 continue
+            runs_, field_crops, field_shapes, field_boxes = candidate_inputs(field)
             fields.append(field)
             spans.append(runs_)
-            for i, j in runs_:
-                ink = field.crop(i, j)
-                rows, cols = np.nonzero(ink)
-                box = [cols.min(), rows.min(), np.ptp(cols) + 1, np.ptp(rows) + 1]
-                boxes.append([int(v) for v in box])
-                crops.append(images.fit(ink))
-                shapes.append(geometry(field, i, j, boxes[-1]))
+            crops.append(field_crops)
+            shapes.append(field_shapes)
+            boxes += field_boxes
         if crops:
-            probabilities = self.predictor.predict_proba(np.stack(crops))
-            whole = self.verifier(np.stack(crops), np.stack(shapes))
+            crops_ = np.concatenate(crops)
+            probabilities = self.predictor.predict_proba(crops_)
+            whole = self.verifier(crops_, np.concatenate(shapes))
         else:
             probabilities, whole = np.zeros((0, 10)), np.zeros(0)
         results: list[Reading | UserError] = []
@@ -169,27 +166,25 @@ class Reader:
         of the log probabilities of the class and of being one whole digit (verifier),
         the geometry's log-prior, less the cost of each stroke cut."""
         n = len(field.pieces)
-        most = length if length is not None else n
-        # score[k][j]: best log probability of reading pieces [0, j) as k digits.
-        score = np.full((most + 1, n + 1), -np.inf)
+        # score[k][j]: best score reading pieces [0, j) as k digits; with the length free,
+        # one row serves every count (k stays 0).
+        counts = length + 1 if length is not None else 1
+        step = 1 if length is not None else 0
+        score = np.full((counts, n + 1), -np.inf)
         back: dict[tuple[int, int], tuple[int, int]] = {}
         score[0][0] = 0.0
         logp = np.log(np.maximum(p.max(axis=1), FLOOR)) + np.log(np.maximum(whole, FLOOR))
         logp += _priors(field, runs_, p, boxes)
-        by_end: dict[int, list[int]] = {}
-        for c, (_, j) in enumerate(runs_):
-            by_end.setdefault(j, []).append(c)
-        for j in range(1, n + 1):
-            for c in by_end.get(j, []):
-                i = runs_[c][0]
-                cost = CUT_COST * field.pieces[i].crossed
-                for k in range(1, most + 1):
-                    total = score[k - 1][i] + logp[c] - cost
-                    if total > score[k][j]:
-                        score[k][j], back[k, j] = total, (i, c)
-        k = length if length is not None else int(np.argmax(score[:, n]))
-        if k > MAX_DIGITS:
-            raise segment.SegmentError(f"more than {MAX_DIGITS} digits: not a number")
+        logp -= CUT_COST * np.array([field.pieces[i].crossed for i, _ in runs_])
+        # Candidates in order of their last piece: every path to a piece is final before
+        # any candidate starts there.
+        for c in sorted(range(len(runs_)), key=lambda c: runs_[c][1]):
+            i, j = runs_[c]
+            for k in range(step, counts):
+                total = score[k - step][i] + logp[c]
+                if total > score[k][j]:
+                    score[k][j], back[k, j] = total, (i, c)
+        k = counts - 1
         if not np.isfinite(score[k][n]):
             raise segment.SegmentError(f"cannot split the ink into {length} digits")
         chosen = []
@@ -197,8 +192,10 @@ class Reader:
         while j > 0:
             i, c = back[k, j]
             chosen.append(c)
-            j, k = i, k - 1
+            j, k = i, k - step
         chosen.reverse()
+        if len(chosen) > MAX_DIGITS:
+            raise segment.SegmentError(f"more than {MAX_DIGITS} digits: not a number")
         digits = [Digit(int(p[c].argmax()), float(p[c].max()), boxes[c]) for c in chosen]
         confidence = float(np.prod([d.probability for d in digits]) * np.prod(whole[chosen]))
         return Reading(

@@ -34,7 +34,6 @@ EDGE_FRACTION = 0.15  # "at the edge": within this fraction of the width from a 
 SPECK = 0.3  # a component smaller than this both ways, standing alone, is a speck
 MIN_DIGIT = 8  # pixels: a mark less tall than this is never a digit (MNIST's are 20)
 NEAR = 0.25  # a detached part of a digit is at most this far above or below it
-THIN = 0.25  # thinner than this is a stroke fragment: part of a digit, or a dash
 MAX_DIGIT_WIDTH = 1.3  # a candidate digit wider than this is not tried
 MIN_PIECE = 0.15  # cuts at least this far apart, and from a blob's sides
 # Blobs narrower than this may still be one digit or two (11, 17): cut those too, but
@@ -87,22 +86,32 @@ class Field:
                 runs.append((i, j))
         return runs
 
-    def crop(self, i: int, j: int) -> np.ndarray:
-        """The ink of pieces [i, j): whole blobs, or the cut columns of a blob."""
-        keep = np.zeros(self.ink.shape, bool)
-        for piece in self.pieces[i:j]:
-            mine = self.labels == piece.blob + 1
-            whole = [p for p in self.pieces if p.blob == piece.blob]
-            if len(whole) > 1:  # a cut blob: only this piece's columns
-                mine[:, : piece.left] = False
-                mine[:, piece.right :] = False
+    def crop(self, i: int, j: int) -> tuple[np.ndarray, list[int]]:
+        """The ink of pieces [i, j) (whole blobs, or the cut columns of a blob), cut to
+        its box, and that box [x, y, w, h] in the image's pixels."""
+        # Every piece's ink lies within its columns: work on those only.
+        lo = min(p.left for p in self.pieces[i:j])
+        hi = max(p.right for p in self.pieces[i:j])
+        labels = self.labels[:, lo:hi]
+        keep = np.zeros(labels.shape, bool)
+        for k in range(i, j):
+            piece = self.pieces[k]
+            mine = labels == piece.blob + 1
+            if self._is_cut(k):  # only this piece's columns of its blob
+                mine[:, : piece.left - lo] = False
+                mine[:, piece.right - lo :] = False
             keep |= mine
-        return np.where(keep, self.ink, 0.0)
+        rows, cols = np.nonzero(keep)
+        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        ink = np.where(keep, self.ink[:, lo:hi], 0.0)[top:bottom, left:right]
+        return ink, [int(lo + left), int(top), int(right - left), int(bottom - top)]
 
-    def box(self, i: int, j: int) -> list[int]:
-        """[x, y, w, h] of the ink of pieces [i, j)."""
-        rows, cols = np.nonzero(self.crop(i, j))
-        return [int(cols.min()), int(rows.min()), int(np.ptp(cols) + 1), int(np.ptp(rows) + 1)]
+    def _is_cut(self, k: int) -> bool:
+        """Whether piece k shares its blob with a neighbour (pieces are in order)."""
+        blob = self.pieces[k].blob
+        return any(
+            0 <= n < len(self.pieces) and self.pieces[n].blob == blob for n in (k - 1, k + 1)
+        )
 
 
 def find_field(gray: np.ndarray) -> Field:
@@ -187,14 +196,20 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
     return rest | (bridged & lines)
 
 
+def _run_bounds(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each run of True along the rows starts and stops: indices into the rows laid
+    end to end, each with a blank before and after (so that no run spans two rows)."""
+    padded = np.pad(lines, ((0, 0), (1, 1))).astype(np.int8).ravel()
+    edges = np.flatnonzero(np.diff(padded))
+    return edges[::2], edges[1::2]
+
+
 def _runs(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
     """The pixels of runs of at least `length` along `axis`: a binary opening by a line
     of that length, in time linear in the pixels whatever the length."""
     lines = mask if axis == 1 else mask.T
-    padded = np.pad(lines, ((0, 0), (1, 1))).astype(np.int8).ravel()
-    edges = np.flatnonzero(np.diff(padded))
-    starts, stops = edges[::2], edges[1::2]
-    keep = np.zeros(padded.size + 1, np.int32)
+    starts, stops = _run_bounds(lines)
+    keep = np.zeros(lines.shape[0] * (lines.shape[1] + 2) + 1, np.int32)
     long = stops - starts >= length
     np.add.at(keep, starts[long] + 1, 1)
     np.add.at(keep, stops[long] + 1, -1)
@@ -263,9 +278,8 @@ def _cut(blob: np.ndarray, number: int, height: float) -> list[Piece]:
     profile = blob[:, left:right].sum(0).astype(float)
     smooth = ndimage.uniform_filter1d(profile, 3)
     # The pen's width: the median vertical run of ink down the columns.
-    column = np.pad(blob[:, left:right], ((1, 1), (0, 0))).T.astype(np.int8).ravel()
-    edges = np.flatnonzero(np.diff(column))
-    pen = max(1.0, float(np.median(edges[1::2] - edges[::2])))
+    starts, stops = _run_bounds(blob[:, left:right].T)
+    pen = max(1.0, float(np.median(stops - starts)))
     waist = (WAIST if width > CUT_WIDTH * height else NARROW_WAIST) * pen
     edge = int(MIN_PIECE * height)
     minima = [

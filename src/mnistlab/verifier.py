@@ -51,6 +51,19 @@ def geometry(field: segment.Field, i: int, j: int, box: list[int]) -> np.ndarray
     )
 
 
+def candidate_inputs(field: segment.Field):
+    """Every candidate digit of the field: its pieces (i, j), its 28x28 crop as the
+    classifier sees it (N, 28, 28), its geometry (N, GEOMETRY) and its ink box [x, y, w, h]."""
+    runs = field.candidates()
+    crops, shapes, boxes = [], [], []
+    for i, j in runs:
+        ink, box = field.crop(i, j)
+        crops.append(images.fit(ink))
+        shapes.append(geometry(field, i, j, box))
+        boxes.append(box)
+    return runs, np.stack(crops), np.stack(shapes), boxes
+
+
 class Verifier:
     """p(candidate is one whole digit), from its 28x28 crop and its geometry."""
 
@@ -58,12 +71,9 @@ class Verifier:
         self.layers = [(weights[f"w{k}"], weights[f"b{k}"]) for k in range(len(HIDDEN) + 1)]
 
     @classmethod
-    def load(cls, path: Path | None = None) -> Verifier:
-        data = (
-            Path(path).read_bytes()
-            if path
-            else importlib.resources.files("mnistlab").joinpath(WEIGHTS).read_bytes()
-        )
+    def load(cls) -> Verifier:
+        """The weights that ship with the package."""
+        data = importlib.resources.files("mnistlab").joinpath(WEIGHTS).read_bytes()
         with np.load(io.BytesIO(data)) as weights:
             return cls(dict(weights))
 
@@ -87,19 +97,15 @@ def examples(x: np.ndarray, y: np.ndarray, n: int, seed: int):
             field = segment.find_field(document.image.astype(np.float32))
         except images.ImageError:
             continue
-        for i, j in field.candidates():
-            ink = field.crop(i, j)
-            rows, cols = np.nonzero(ink)
-            box = [int(cols.min()), int(rows.min()), int(np.ptp(cols) + 1), int(np.ptp(rows) + 1)]
-            crops.append(images.fit(ink))
-            shapes.append(geometry(field, i, j, box))
-            left, right = box[0], box[0] + box[2]
+        _, field_crops, field_shapes, boxes = candidate_inputs(field)
+        crops.append(field_crops)
+        shapes.append(field_shapes)
+        for x, _, w, _ in boxes:
             iou = max(
-                (min(right, b) - max(left, a)) / (max(right, b) - min(left, a))
-                for a, b in document.spans
+                (min(x + w, b) - max(x, a)) / (max(x + w, b) - min(x, a)) for a, b in document.spans
             )
             labels.append(iou >= MATCH)
-    return np.stack(crops), np.stack(shapes), np.array(labels, np.float32)
+    return np.concatenate(crops), np.concatenate(shapes), np.array(labels, np.float32)
 
 
 def train(data: Path | None, out: Path, strings: int = TRAIN_STRINGS) -> None:

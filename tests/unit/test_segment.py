@@ -38,7 +38,7 @@ def scan(ink: np.ndarray) -> np.ndarray:
 def truth(field: segment.Field, span: tuple[int, int]) -> bool:
     """Some candidate is exactly the ink in these columns (within 2 px each side)."""
     for i, j in field.candidates():
-        x, _, w, _ = field.box(i, j)
+        _, (x, _, w, _) = field.crop(i, j)
         if abs(x - span[0]) <= 2 and abs(x + w - span[1]) <= 2:
             return True
     return False
@@ -77,7 +77,7 @@ def test_a_broken_five_is_one_blob():
     draw.arc([(60, 45), (112, 82)], start=-100, end=150, fill=255, width=5)  # the bowl
     field = segment.find_field(scan(np.asarray(ink, np.float32) / 255))
     assert len({p.blob for p in field.pieces}) == 1
-    _, y, _, h = field.box(0, len(field.pieces))
+    _, (_, y, _, h) = field.crop(0, len(field.pieces))
     assert y <= 20 and y + h >= 80  # the bar is in it
 
 
