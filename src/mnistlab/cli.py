@@ -278,7 +278,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"digit accuracy {strings['digit_accuracy']:.4f}, "
             f"{strings['strings_per_second']:.0f} strings/s; "
             + (
-                f"at --min-confidence {sure['threshold']:.3f}, {sure['coverage']:.1%} accepted, "
+                f"at --min-confidence {sure['threshold']:.6g}, {sure['coverage']:.1%} accepted, "
                 f"{sure['accuracy']:.2%} of them right"
                 if sure
                 else f"no threshold makes the accepted {STRICT_ACCURACY:.1%} right"

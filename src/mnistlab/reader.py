@@ -1,12 +1,14 @@
 """Reader: a written number's image -> its digits, read with a trained classifier.
 
-Recognition-based segmentation: segment.py proposes pieces and the runs of pieces that
-may be one digit; every candidate of every image goes to the classifier and to the
-verifier (is it one whole digit?) in one batch each; dynamic programming then picks the
-split that scores best (with `length`, the best split into exactly that many digits).
-The reading's confidence is the product, over its digits, of the class probability and
-the verifier's: the chance the whole string is right, were both calibrated and their
-errors independent (they are not quite: see the README's risk-coverage figures).
+The line model (lines.py) reads the whole line: how many digits, where each lies, and
+what each looks like to it. segment.py shares the ink out among those digits, and the
+run's classifier reads each digit's crop (every crop of every image in one batch). A
+digit's probabilities are the line model's times the classifier's, renormalised. A digit
+cut out of touching ink holds parts of its neighbours, so there the line model alone
+decides (measured: trusting those crops lost more numbers than it saved). The reading's
+confidence is the product of its digits' probabilities: the chance the whole number is
+right, were they calibrated and independent (the README's risk-coverage figures show how
+near that is).
 """
 
 from __future__ import annotations
@@ -19,31 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab import images, runs, segment
+from mnistlab import images, lines, runs, segment
 from mnistlab.config import MAX_DIGITS, ConfigError, ReadConfig
 from mnistlab.errors import UserError
 from mnistlab.predictor import Predictor
-from mnistlab.verifier import Verifier, candidate_inputs
 
-# Files read per model call by read_paths: their candidates go in one batch.
+# Files read per model call by read_paths: their digits go in one batch.
 FILES_PER_BATCH = 32
-# Probabilities are floored here before taking logs: a candidate the model rejects
-# outright still loses to any sure one, but keeps the arithmetic finite.
-FLOOR = 1e-6
-# A digit's shape as written: log(width / height) of each class's ink box, mean and
-# spread over MNIST's training digits (pixels over 64). A candidate far from its class's
-# shape is two digits run together, or part of one.
-ASPECT = {0: (-0.11, 0.20), 1: (-0.93, 0.46), 2: (-0.07, 0.22), 3: (-0.24, 0.21),
-          4: (-0.24, 0.21), 5: (-0.07, 0.26), 6: (-0.33, 0.22), 7: (-0.26, 0.22),
-          8: (-0.28, 0.22), 9: (-0.40, 0.21)}  # fmt: skip
-# Log-probability cost of reading two separate blobs of ink as one digit: a broken
-# digit's parts overlap and are one blob already, mostly.
-JOIN_COST = 1.5
-# A digit is about as tall as the text: height / text height, spread.
-HEIGHT_SPREAD = 0.2
-# Log-probability cost of cutting through one stroke: touching digits share one stroke
-# where they meet, while a cut through a 0 or an 8 crosses two or three.
-CUT_COST = 0.5
 
 
 @dataclass(frozen=True)
@@ -82,14 +66,17 @@ class Reading:
 
 class Reader:
     """Reads numbers with a Predictor (or anything with its predict_proba, such as the
-    server's Batcher); `read_many` sends all its images' candidates in one batch."""
+    server's Batcher); `read_many` sends all its images' digits in one batch."""
 
     def __init__(
-        self, predictor: Predictor, min_confidence: float = 0.0, verifier: Verifier | None = None
+        self,
+        predictor: Predictor,
+        min_confidence: float = 0.0,
+        line_model: lines.LineModel | None = None,
     ):
         self.predictor = predictor
         self.min_confidence = min_confidence
-        self.verifier = verifier or Verifier.load()
+        self.line_model = line_model or lines.LineModel.load()
 
     @classmethod
     def from_run(
@@ -112,112 +99,60 @@ class Reader:
         self, grays: list[np.ndarray], length: int | None = None
     ) -> list[Reading | UserError]:
         """Grayscale images -> a Reading each, or the error that kept it from one."""
-        fields: list[segment.Field | UserError] = []
-        crops, spans, boxes, shapes = [], [], [], []
+        found: list[tuple[segment.Field, lines.Line] | UserError] = []
         for gray in grays:
             try:
                 field = segment.find_field(np.asarray(gray, np.float32))
-                if length is not None and len(field.pieces) < length:
-                    raise segment.SegmentError(
-                        f"found at most {len(field.pieces)} digits, not the {length} asked for"
-                    )
+                found.append((field, lines.line_image(field)))
             except images.ImageError as e:
-                fields.append(e)
-                spans.append([])
+                found.append(e)
+        seen_lines = self.line_model([f[1].image for f in found if not isinstance(f, UserError)])
+        posteriors = iter(seen_lines)
+        # Per image: its error, or its digits' crops, boxes, wholeness and line probabilities.
+        split: list[list[tuple[np.ndarray, list[int], bool, np.ndarray]] | UserError] = []
+        for item in found:
+            if isinstance(item, UserError):
+                split.append(item)
                 continue
-            runs_, field_crops, field_shapes, field_boxes = candidate_inputs(field)
-            fields.append(field)
-            spans.append(runs_)
-            crops.append(field_crops)
-            shapes.append(field_shapes)
-            boxes += field_boxes
-        if crops:
-            crops_ = np.concatenate(crops)
-            probabilities = self.predictor.predict_proba(crops_)
-            whole = self.verifier(crops_, np.concatenate(shapes))
-        else:
-            probabilities, whole = np.zeros((0, 10)), np.zeros(0)
-        results: list[Reading | UserError] = []
-        start = 0
-        for field, runs_ in zip(fields, spans, strict=True):
-            if isinstance(field, UserError):
-                results.append(field)
-                continue
-            p = probabilities[start : start + len(runs_)]
-            v = whole[start : start + len(runs_)]
-            box = boxes[start : start + len(runs_)]
-            start += len(runs_)
+            field, line = item
+            p = next(posteriors)
             try:
-                results.append(self._best(field, runs_, p, v, box, length))
+                split.append(_digits(field, line, p, length))
             except segment.SegmentError as e:
-                results.append(e)
-        return results
+                split.append(e)
+        crops = [crop for s in split if not isinstance(s, UserError) for crop, *_ in s]
+        classified = iter(self.predictor.predict_proba(np.stack(crops)) if crops else ())
+        return [
+            s if isinstance(s, UserError) else self._reading(s, [next(classified) for _ in s])
+            for s in split
+        ]
 
-    def _best(
-        self,
-        field: segment.Field,
-        runs_,
-        p: np.ndarray,
-        whole: np.ndarray,
-        boxes: list[list[int]],
-        length: int | None,
-    ) -> Reading:
-        """The split of the pieces into digits that scores best: the sum over its digits
-        of the log probabilities of the class and of being one whole digit (verifier),
-        the geometry's log-prior, less the cost of each stroke cut."""
-        n = len(field.pieces)
-        # score[k][j]: best score reading pieces [0, j) as k digits; with the length free,
-        # one row serves every count (k stays 0).
-        counts = length + 1 if length is not None else 1
-        step = 1 if length is not None else 0
-        score = np.full((counts, n + 1), -np.inf)
-        back: dict[tuple[int, int], tuple[int, int]] = {}
-        score[0][0] = 0.0
-        logp = np.log(np.maximum(p.max(axis=1), FLOOR)) + np.log(np.maximum(whole, FLOOR))
-        logp += _priors(field, runs_, p, boxes)
-        logp -= CUT_COST * np.array([field.pieces[i].crossed for i, _ in runs_])
-        # Candidates in order of their last piece: every path to a piece is final before
-        # any candidate starts there.
-        for c in sorted(range(len(runs_)), key=lambda c: runs_[c][1]):
-            i, j = runs_[c]
-            for k in range(step, counts):
-                total = score[k - step][i] + logp[c]
-                if total > score[k][j]:
-                    score[k][j], back[k, j] = total, (i, c)
-        k = counts - 1
-        if not np.isfinite(score[k][n]):
-            raise segment.SegmentError(f"cannot split the ink into {length} digits")
-        chosen = []
-        j = n
-        while j > 0:
-            i, c = back[k, j]
-            chosen.append(c)
-            j, k = i, k - step
-        chosen.reverse()
-        if len(chosen) > MAX_DIGITS:
-            raise segment.SegmentError(f"more than {MAX_DIGITS} digits: not a number")
-        digits = [Digit(int(p[c].argmax()), float(p[c].max()), boxes[c]) for c in chosen]
-        confidence = float(np.prod([d.probability for d in digits]) * np.prod(whole[chosen]))
+    def _reading(self, digits, classified: list[np.ndarray]) -> Reading:
+        read = []
+        for (_, box, whole, seen), by_class in zip(digits, classified, strict=True):
+            q = seen * by_class if whole else seen
+            q = q / q.sum()
+            read.append(Digit(int(q.argmax()), float(q.max()), box))
+        confidence = float(np.prod([d.probability for d in read]))
         return Reading(
-            "".join(str(d.digit) for d in digits),
-            confidence,
-            confidence < self.min_confidence,
-            digits,
+            "".join(str(d.digit) for d in read), confidence, confidence < self.min_confidence, read
         )
 
 
-def _priors(field: segment.Field, runs_, p: np.ndarray, boxes: list[list[int]]) -> np.ndarray:
-    """Log-prior of each candidate's geometry: much wider than its class's shape (two
-    digits run together), shorter than the text (part of one), or joining blobs."""
-    logp = np.zeros(len(boxes))
-    for c, (_, _, w, h) in enumerate(boxes):
-        mean, spread = ASPECT[int(p[c].argmax())]
-        off = max(0.0, (np.log(w / h) - mean) / spread - 1)  # wider by over a spread
-        logp[c] -= 0.5 * off**2
-        logp[c] -= 0.5 * (max(0.0, 1 - h / field.height) / HEIGHT_SPREAD) ** 2
-        first, last = field.pieces[runs_[c][0]], field.pieces[runs_[c][1] - 1]
-        logp[c] -= JOIN_COST * (last.blob - first.blob)
-    return logp
+def _digits(field: segment.Field, line: lines.Line, p: np.ndarray, length: int | None):
+    """The line model's digits (frames) -> each one's 28x28 crop, box, wholeness and the
+    line model's probabilities for it."""
+    frames = lines.decode(p, length)
+    if not frames:
+        raise segment.SegmentError("no digits found")
+    if len(frames) > MAX_DIGITS:
+        raise segment.SegmentError(f"more than {MAX_DIGITS} digits: not a number")
+    crops = field.split([line.column(f) for f in frames])
+    out = []
+    for f, (ink, box, whole) in zip(frames, crops, strict=True):
+        seen = p[f, 1:].sum(0)
+        out.append((images.fit(ink), box, whole, seen / seen.sum()))
+    return out
 
 
 def read_paths(

@@ -1,15 +1,15 @@
-"""A written number's image -> the pieces its digits are made of, and the candidate
-digits (runs of adjacent pieces) for the reader to score with the classifier.
+"""A written number's image -> its cleaned ink, grouped into blobs; and that ink shared
+out among the digits the line model found (lines.py), one crop per digit.
 
 Steps: find the ink on the paper (images.ink); cut away a scanner's dark margin; remove
 ruled lines, underlines and a box drawn around the field (restoring the strokes that
 cross them); drop specks and tick marks; group the rest into blobs (a broken digit's
-parts overlap horizontally); cut wide blobs, which hold touching digits, at the thin
-columns of their projection profile. The reader chooses among the cuts (reader.py).
+parts overlap horizontally).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,18 +34,8 @@ EDGE_FRACTION = 0.15  # "at the edge": within this fraction of the width from a 
 SPECK = 0.3  # a component smaller than this both ways, standing alone, is a speck
 MIN_DIGIT = 8  # pixels: a mark less tall than this is never a digit (MNIST's are 20)
 NEAR = 0.25  # a detached part of a digit is at most this far above or below it
-MAX_DIGIT_WIDTH = 1.3  # a candidate digit wider than this is not tried
-MIN_PIECE = 0.15  # cuts at least this far apart, and from a blob's sides
-# Blobs narrower than this may still be one digit or two (11, 17): cut those too, but
-# only at clear waists of the profile.
-CUT_WIDTH = 0.8
-# A cut goes where a column holds at most this many pens' width of ink: touching digits
-# meet in about one stroke; a 0 or an 8 has two down every column.
-WAIST = 3.0
-NARROW_WAIST = 1.2
-MAX_GAP = 0.35  # a candidate digit may join pieces across a gap this wide at most
-MAX_PIECES = 4  # pieces per candidate digit
-MAX_CUTS = 12  # per blob: the thinnest columns
+# A blob with no digit of its own joins the nearest digit within this many text heights.
+NEAR_CENTRE = 0.5
 
 
 class SegmentError(images.ImageError):
@@ -53,65 +43,70 @@ class SegmentError(images.ImageError):
 
 
 @dataclass(frozen=True)
-class Piece:
-    """Columns [left, right) of the ink, taken from the components of one blob."""
-
-    left: int
-    right: int
-    blob: int
-    crossed: int = 0  # strokes that the cut at `left` goes through (0: not a cut)
-
-
-@dataclass(frozen=True)
 class Field:
-    """The cleaned ink of a written number and its pieces, left to right."""
+    """The cleaned ink of a written number, its blobs numbered left to right."""
 
     ink: np.ndarray  # (H, W) float, 0 off the digits
     labels: np.ndarray  # (H, W) blob number + 1 per ink pixel, 0 elsewhere
     height: float  # the text's height in pixels
-    width: float  # a digit's usual width here: the median blob's
-    pieces: list[Piece]
 
-    def candidates(self) -> list[tuple[int, int]]:
-        """Runs [i, j) of adjacent pieces that may be one digit: not too wide, no wide gap."""
-        runs = []
-        for i in range(len(self.pieces)):
-            for j in range(i + 1, min(i + MAX_PIECES, len(self.pieces)) + 1):
-                first, last = self.pieces[i], self.pieces[j - 1]
-                if j > i + 1 and last.right - first.left > MAX_DIGIT_WIDTH * self.height:
-                    break
-                gap = self.pieces[j - 1].left - self.pieces[j - 2].right if j > i + 1 else 0
-                if gap > MAX_GAP * self.height:
-                    break
-                runs.append((i, j))
-        return runs
+    def split(self, centres: list[float]) -> list[tuple[np.ndarray, list[int], bool]]:
+        """The ink of each digit whose centre column is given, left to right: (its ink
+        cut to its box, that box [x, y, w, h], whether it is whole blobs). A blob holding
+        one centre is that digit's; a blob holding several (touching digits) is cut at
+        the column of least ink between each two; a blob holding none joins the nearest
+        digit if it is close (a broken digit's part), else it is left out."""
+        owner = np.full(self.labels.shape, -1)
+        whole = [True] * len(centres)
+        for blob, (_, cols) in enumerate(ndimage.find_objects(self.labels)):
+            mine = self.labels == blob + 1
+            inside = [k for k, c in enumerate(centres) if cols.start <= c < cols.stop]
+            if len(inside) == 1:
+                owner[mine] = inside[0]
+                continue
+            if not inside:
+                middle = (cols.start + cols.stop) / 2
+                nearest = int(np.argmin([abs(c - middle) for c in centres]))
+                if abs(centres[nearest] - middle) <= NEAR_CENTRE * self.height:
+                    owner[mine] = nearest
+                continue
+            profile = (self.ink * mine).sum(0)
+            bounds = [cols.start]
+            for a, b in itertools.pairwise(inside):
+                lo, hi = int(centres[a]) + 1, max(int(centres[a]) + 2, int(centres[b]))
+                bounds.append(lo + int(np.argmin(profile[lo:hi])))
+            bounds.append(cols.stop)
+            for k, left, right in zip(inside, bounds, bounds[1:], strict=False):
+                part = mine.copy()
+                part[:, :left] = False
+                part[:, right:] = False
+                owner[part] = k
+                whole[k] = False
+        out = []
+        for k, centre in enumerate(centres):
+            keep = owner == k
+            if not keep.any():  # no blob is its own: take the ink nearest its centre
+                keep = self._near(centre, centres)
+                whole[k] = False
+            rows, cols = np.nonzero(keep)
+            top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+            ink = np.where(keep, self.ink, 0.0)[top:bottom, left:right]
+            box = [int(left), int(top), int(right - left), int(bottom - top)]
+            out.append((ink, box, whole[k]))
+        return out
 
-    def crop(self, i: int, j: int) -> tuple[np.ndarray, list[int]]:
-        """The ink of pieces [i, j) (whole blobs, or the cut columns of a blob), cut to
-        its box, and that box [x, y, w, h] in the image's pixels."""
-        # Every piece's ink lies within its columns: work on those only.
-        lo = min(p.left for p in self.pieces[i:j])
-        hi = max(p.right for p in self.pieces[i:j])
-        labels = self.labels[:, lo:hi]
-        keep = np.zeros(labels.shape, bool)
-        for k in range(i, j):
-            piece = self.pieces[k]
-            mine = labels == piece.blob + 1
-            if self._is_cut(k):  # only this piece's columns of its blob
-                mine[:, : piece.left - lo] = False
-                mine[:, piece.right - lo :] = False
-            keep |= mine
-        rows, cols = np.nonzero(keep)
-        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-        ink = np.where(keep, self.ink[:, lo:hi], 0.0)[top:bottom, left:right]
-        return ink, [int(lo + left), int(top), int(right - left), int(bottom - top)]
-
-    def _is_cut(self, k: int) -> bool:
-        """Whether piece k shares its blob with a neighbour (pieces are in order)."""
-        blob = self.pieces[k].blob
-        return any(
-            0 <= n < len(self.pieces) and self.pieces[n].blob == blob for n in (k - 1, k + 1)
-        )
+    def _near(self, centre: float, centres: list[float]) -> np.ndarray:
+        """The ink between the midpoints to the neighbouring centres, or failing that the
+        ink column nearest the centre."""
+        others = np.array([c for c in centres if c != centre])
+        left = max([(centre + c) / 2 for c in others if c < centre], default=-np.inf)
+        right = min([(centre + c) / 2 for c in others if c > centre], default=np.inf)
+        columns = np.arange(self.labels.shape[1])
+        keep = (self.labels > 0) & (columns >= left) & (columns < right)
+        if not keep.any():
+            inked = np.flatnonzero(self.labels.any(0))
+            keep = (self.labels > 0) & (columns == inked[np.argmin(np.abs(inked - centre))])
+        return keep
 
 
 def find_field(gray: np.ndarray) -> Field:
@@ -142,11 +137,7 @@ def find_field(gray: np.ndarray) -> Field:
     for number, members in enumerate(blobs):
         blob_of[np.array(members) + 1] = number + 1
     blob_labels = blob_of[labels]
-    pieces = []
-    for number in range(len(blobs)):
-        pieces += _cut(blob_labels == number + 1, number, height)
-    width = float(np.median([_span(boxes, m).stop - _span(boxes, m).start for m in blobs]))
-    return Field(np.where(blob_labels > 0, ink, 0.0), blob_labels, height, width, pieces)
+    return Field(np.where(blob_labels > 0, ink, 0.0), blob_labels, height)
 
 
 def _without_margins(mask: np.ndarray) -> np.ndarray:
@@ -265,41 +256,6 @@ def _blobs(boxes: list[tuple[slice, slice]], height: float) -> list[list[int]]:
             blobs.append([i])  # a short digit, or a part of a broken one
         # else: a speck, a dash, a tick mark, a mark outside the line of text
     return sorted(blobs, key=lambda b: _span(boxes, b).start)
-
-
-def _cut(blob: np.ndarray, number: int, height: float) -> list[Piece]:
-    """A blob -> its pieces: cut where few ink pixels stand in a column, if it is wide
-    enough to hold touching digits."""
-    cols = np.flatnonzero(blob.any(0))
-    left, right = int(cols[0]), int(cols[-1]) + 1
-    width = right - left
-    if width < 2 * MIN_PIECE * height + 2:
-        return [Piece(left, right, number)]
-    profile = blob[:, left:right].sum(0).astype(float)
-    smooth = ndimage.uniform_filter1d(profile, 3)
-    # The pen's width: the median vertical run of ink down the columns.
-    starts, stops = _run_bounds(blob[:, left:right].T)
-    pen = max(1.0, float(np.median(stops - starts)))
-    waist = (WAIST if width > CUT_WIDTH * height else NARROW_WAIST) * pen
-    edge = int(MIN_PIECE * height)
-    minima = [
-        c
-        for c in range(edge, width - edge)
-        if smooth[c] <= smooth[c - 1] and smooth[c] <= smooth[c + 1] and profile[c] <= waist
-    ]
-    chosen: list[int] = []
-    for c in sorted(minima, key=lambda c: (smooth[c], c)):
-        if all(abs(c - k) >= edge for k in chosen):
-            chosen.append(c)
-        if len(chosen) == MAX_CUTS:
-            break
-    cuts = sorted(left + c for c in chosen)
-    # Strokes crossed: runs of ink down the cut column.
-    crossed = [int(np.count_nonzero(np.diff(blob[:, c].astype(np.int8)) == 1)) for c in cuts]
-    bounds = [left, *cuts, right]
-    return [
-        Piece(a, b, number, k) for a, b, k in zip(bounds, bounds[1:], [0, *crossed], strict=False)
-    ]
 
 
 def _overlap(a: slice, b: slice) -> int:

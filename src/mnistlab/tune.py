@@ -184,9 +184,14 @@ def open_study(config: TuneConfig, root: Path) -> optuna.Study:
         for attempt in range(OPEN_ATTEMPTS - 1):
             try:
                 return _open_study(config, url)
-            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
+            except (
+                sqlalchemy.exc.IntegrityError,
+                sqlalchemy.exc.OperationalError,
+                sqlalchemy.exc.ProgrammingError,
+            ) as e:
                 # Workers started together race to create Optuna's tables in an empty
-                # database (PostgreSQL: IntegrityError; SQLite: "table ... already
+                # database (PostgreSQL: IntegrityError, or DuplicateTable 'relation
+                # "alembic_version" already exists'; SQLite: "table ... already
                 # exists"); the loser finds them made on its next try.
                 race = isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)
                 if not race:

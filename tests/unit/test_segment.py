@@ -1,13 +1,15 @@
-"""Segmentation on built cases: real MNIST test digits on paper, with the noise of forms."""
+"""Segmentation on built cases: real MNIST test digits on paper, with the noise of forms,
+read by the line model that ships with the package and split by segment.Field.split."""
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from mnistlab import images, segment
+from mnistlab import images, lines, segment
 
 TOP = 22  # where the digits' ink starts on the canvas
+LINE_MODEL = lines.LineModel.load()
 
 
 def digit(mnist, label: int, nth: int = 0) -> np.ndarray:
@@ -35,24 +37,34 @@ def scan(ink: np.ndarray) -> np.ndarray:
     return (light - ink.clip(0, 1) * (light - 30)).astype(np.float32)
 
 
-def truth(field: segment.Field, span: tuple[int, int]) -> bool:
-    """Some candidate is exactly the ink in these columns (within 2 px each side)."""
-    for i, j in field.candidates():
-        _, (x, _, w, _) = field.crop(i, j)
-        if abs(x - span[0]) <= 2 and abs(x + w - span[1]) <= 2:
-            return True
-    return False
+def read(field: segment.Field) -> tuple[str, list[list[int]], list[bool]]:
+    """What the line model reads in the field, and each digit's box and wholeness."""
+    line = lines.line_image(field)
+    (p,) = LINE_MODEL([line.image])
+    frames = lines.decode(p)
+    text = "".join(str(int(p[f, 1:].sum(0).argmax())) for f in frames)
+    split = field.split([line.column(f) for f in frames])
+    return text, [box for _, box, _ in split], [whole for *_, whole in split]
+
+
+def boxed(boxes: list[list[int]], placed) -> bool:
+    """Each digit's box spans its glyph's columns (within 2 px each side)."""
+    return len(boxes) == len(placed) and all(
+        abs(x - a) <= 2 and abs(x + w - b) <= 2
+        for (x, _, w, _), (a, b) in zip(boxes, spans(*placed), strict=True)
+    )
 
 
 def spans(*glyphs_at):
     return [(left, left + g.shape[1]) for g, left in glyphs_at]
 
 
-def test_two_digits_apart_are_two_blobs_and_candidates(mnist):
+def test_two_digits_apart_are_two_blobs_read_whole(mnist):
     placed = [(digit(mnist, 2), 40), (digit(mnist, 3), 140)]
     field = segment.find_field(scan(paper(*placed)))
-    assert len({p.blob for p in field.pieces}) == 2
-    assert all(truth(field, s) for s in spans(*placed))
+    assert field.labels.max() == 2
+    text, boxes, whole = read(field)
+    assert text == "23" and boxed(boxes, placed) and all(whole)
     assert field.height == pytest.approx(placed[0][0].shape[0], abs=8)
 
 
@@ -62,11 +74,11 @@ def test_a_touching_pair_is_cut_where_they_meet(mnist):
     gap = next(g for g in range(0, -30, -1) if _touches(left, right, g))
     placed = [(left, 40), (right, 40 + left.shape[1] + gap)]
     field = segment.find_field(scan(paper(*placed)))
-    assert len({p.blob for p in field.pieces}) == 1  # one blob of ink ...
-    assert len(field.pieces) >= 2  # ... with cuts proposed in it
-    cuts = [p.left for p in field.pieces[1:]]
+    assert field.labels.max() == 1  # one blob of ink ...
+    text, boxes, whole = read(field)
+    assert text == "47" and whole == [False, False]  # ... read as two digits, cut
     meet = 40 + left.shape[1] + gap
-    assert min(abs(c - meet) for c in cuts) <= 6
+    assert abs(boxes[1][0] - meet) <= 6 and abs(boxes[0][0] + boxes[0][2] - meet) <= 6
 
 
 def test_a_broken_five_is_one_blob():
@@ -76,16 +88,17 @@ def test_a_broken_five_is_one_blob():
     draw.line([(70, 30), (66, 52)], fill=255, width=5)  # the stem, below a gap
     draw.arc([(60, 45), (112, 82)], start=-100, end=150, fill=255, width=5)  # the bowl
     field = segment.find_field(scan(np.asarray(ink, np.float32) / 255))
-    assert len({p.blob for p in field.pieces}) == 1
-    _, (_, y, _, h) = field.crop(0, len(field.pieces))
-    assert y <= 20 and y + h >= 80  # the bar is in it
+    assert field.labels.max() == 1
+    ((_, (_, y, _, h), whole),) = field.split([90.0])
+    assert whole and y <= 20 and y + h >= 80  # the bar is in it
 
 
 def test_a_one_beside_a_seven_stays_apart(mnist):
     placed = [(digit(mnist, 1), 60), (digit(mnist, 7), 60 + digit(mnist, 1).shape[1] + 6)]
     field = segment.find_field(scan(paper(*placed)))
-    assert len({p.blob for p in field.pieces}) == 2
-    assert all(truth(field, s) for s in spans(*placed))
+    assert field.labels.max() == 2
+    text, boxes, _ = read(field)
+    assert text == "17" and boxed(boxes, placed)
 
 
 def test_specks_are_dropped(mnist):
@@ -102,7 +115,7 @@ def test_specks_are_dropped(mnist):
     field = segment.find_field(scan(ink))
     assert len(specks) >= 5
     assert all(field.labels[r, c] == 0 for r, c in specks)
-    assert len({p.blob for p in field.pieces}) == 2
+    assert field.labels.max() == 2 and read(field)[0] == "68"
 
 
 def test_an_underline_is_removed_and_the_digits_kept(mnist):
@@ -112,8 +125,9 @@ def test_an_underline_is_removed_and_the_digits_kept(mnist):
     ink[foot - 5 : foot - 2, 20:240] = 1.0  # through the digits' feet
     field = segment.find_field(scan(ink))
     assert not field.labels[foot - 4, 20:35].any()  # the line left of the digits
-    assert len({p.blob for p in field.pieces}) == 3
-    assert all(truth(field, s) for s in spans(*placed))
+    assert field.labels.max() == 3
+    text, boxes, _ = read(field)
+    assert len(text) == 3 and boxed(boxes, placed)  # what they are: the classifier's job
 
 
 def test_a_box_around_the_field_is_removed(mnist):
@@ -124,8 +138,9 @@ def test_a_box_around_the_field_is_removed(mnist):
     field = segment.find_field(scan(ink))
     assert not field.labels[:, :20].any() and not field.labels[:, 240:].any()
     assert not field.labels[:12].any() and not field.labels[88:].any()
-    assert len({p.blob for p in field.pieces}) == 2
-    assert all(truth(field, s) for s in spans(*placed))
+    assert field.labels.max() == 2
+    text, boxes, _ = read(field)
+    assert text == "04" and boxed(boxes, placed)
 
 
 def test_a_dark_scanner_margin_is_cut_away(mnist):
@@ -134,7 +149,7 @@ def test_a_dark_scanner_margin_is_cut_away(mnist):
     gray[:, :25] = 20  # black along the left side
     field = segment.find_field(gray)
     assert not field.labels[:, :25].any()
-    assert len({p.blob for p in field.pieces}) == 2
+    assert field.labels.max() == 2 and read(field)[0] == "27"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,349 @@
+"""The line model: reads a written number's whole line at once and says where each digit
+lies. A small CNN over the line's columns, trained with CTC (no segmentation needed).
+
+Why: cutting touching digits apart and classifying the pieces (the first reader) found
+the right cut for only 73% of the benchmark's numbers; a model that sees the line learns
+where one written digit ends and the next begins, touching or not. It was trained on
+numbers written with MNIST's *training* digits (documents.number_strings), so the string
+benchmark (the *test* digits) is new to it.
+
+The weights ship with the package (lines.npz); inference is NumPy (no framework, and no
+compilation per image width). `python -m mnistlab.lines` trains them again (about 35
+minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from PIL import Image
+
+from mnistlab import segment
+
+WEIGHTS = "lines.npz"
+HEIGHT = 24  # the line image's rows; the ink's box is scaled to INNER of them
+INNER = 20  # as MNIST's digits fill 20 of 28 rows
+PAD = 4  # blank columns each side
+STRIDE = 2  # line columns per output frame
+BLANK = 0  # CTC's "no digit here"; digit d is class d + 1
+POOLS = ((2, 2), (2, 1), (2, 1))  # after each conv: rows 24 -> 3, columns halved once
+CONV = (32, 48, 64)
+CONTEXT = ((5, 128), (3, 128))  # 1-D convolutions along the line: (width, filters)
+BATCH = 16  # line images per NumPy call
+# Each image is padded to a multiple of this many columns (its own: an image's reading
+# must not depend on what it was batched with), as in training.
+COLUMNS = 32
+# Training: numbers written with MNIST's training digits, in chunks of CHUNK strings.
+TRAIN_STRINGS = 80_000
+CHUNK = 2_000
+VALIDATION = 2_000
+EPOCHS = 6
+MAX_LABEL = 8  # documents.number_strings writes at most 8 digits
+WIDTHS = (64, 96, 128, 176, 256)  # training batches are padded to one of these
+
+
+@dataclass(frozen=True)
+class Line:
+    """A field's ink as the line model sees it, and how to map its columns back."""
+
+    image: np.ndarray  # (HEIGHT, W) float32 in [0, 1], W even
+    left: int  # the field's first ink column
+    scale: float  # line pixels per field pixel
+
+    def column(self, frames: np.ndarray) -> float:
+        """The field column at the centre of these output frames."""
+        return self.left + (STRIDE * float(np.mean(frames)) + STRIDE / 2 - PAD) / self.scale
+
+
+def line_image(field: segment.Field) -> Line:
+    """The field's ink cut to its box, scaled to INNER rows (aspect kept), on HEIGHT rows,
+    quantised to 8 bits as in training."""
+    rows = np.flatnonzero(field.ink.any(1))
+    cols = np.flatnonzero(field.ink.any(0))
+    ink = field.ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    ink = (ink / np.percentile(ink[ink > 0], 90)).clip(0, 1)
+    scale = INNER / ink.shape[0]
+    width = max(1, round(ink.shape[1] * scale))
+    small = Image.fromarray(ink.astype(np.float32), "F").resize(
+        (width, INNER), Image.Resampling.LANCZOS
+    )
+    image = np.zeros((HEIGHT, width + 2 * PAD + width % 2), np.float32)
+    top = (HEIGHT - INNER) // 2
+    image[top : top + INNER, PAD : PAD + width] = np.asarray(small).clip(0, 1)
+    return Line(np.round(image * 255) / 255, int(cols[0]), scale)
+
+
+class LineModel:
+    """Line images -> per-frame class probabilities (frames, 11), blank first."""
+
+    def __init__(self, weights: dict[str, np.ndarray]):
+        count = len(CONV) + len(CONTEXT) + 1
+        self.layers = [(weights[f"w{k}"], weights[f"b{k}"]) for k in range(count)]
+
+    @classmethod
+    def load(cls) -> LineModel:
+        """The weights that ship with the package."""
+        data = importlib.resources.files("mnistlab").joinpath(WEIGHTS).read_bytes()
+        with np.load(io.BytesIO(data)) as weights:
+            return cls(dict(weights))
+
+    def __call__(self, lines: list[np.ndarray]) -> list[np.ndarray]:
+        out: list[np.ndarray] = [np.zeros(0)] * len(lines)
+        by_width: dict[int, list[int]] = {}
+        for k, line in enumerate(lines):
+            by_width.setdefault(padded_width(line.shape[1]), []).append(k)
+        for width, members in by_width.items():
+            for start in range(0, len(members), BATCH):
+                chunk = members[start : start + BATCH]
+                batch = np.zeros((len(chunk), HEIGHT, width), np.float32)
+                for row, k in enumerate(chunk):
+                    batch[row, :, : lines[k].shape[1]] = lines[k]
+                p = _softmax(self._logits(batch))
+                for row, k in enumerate(chunk):  # the padding's frames are not the image's
+                    out[k] = p[row, : lines[k].shape[1] // STRIDE]
+        return out
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        h = x[..., None]
+        for (kernel, bias), pool in zip(self.layers, POOLS, strict=False):
+            h = _max_pool(np.maximum(_conv(h, kernel, bias, axes=(1, 2)), 0), pool)
+        batch, rows, frames, channels = h.shape
+        h = h.transpose(0, 2, 1, 3).reshape(batch, frames, rows * channels)
+        for kernel, bias in self.layers[len(CONV) : -1]:
+            h = np.maximum(_conv(h, kernel, bias, axes=(1,)), 0)
+        kernel, bias = self.layers[-1]
+        return h @ kernel + bias
+
+
+def padded_width(width: int) -> int:
+    return -(-width // COLUMNS) * COLUMNS
+
+
+def decode(p: np.ndarray, length: int | None = None) -> list[np.ndarray]:
+    """Per-frame probabilities (T, 11) -> the frames of each digit read, left to right:
+    the most likely path (with `length`, the most likely with exactly that many digits).
+    A digit's frames are a run of one class; p[frames] says which digit it is."""
+    labels = p.argmax(1) if length is None else _best_path(np.log(p + 1e-12), length)
+    runs, previous = [], BLANK
+    for t, label in enumerate(labels):
+        if label != BLANK and label == previous:
+            runs[-1].append(t)
+        elif label != BLANK:
+            runs.append([t])
+        previous = label
+    return [np.array(run) for run in runs]
+
+
+def _best_path(logp: np.ndarray, length: int) -> np.ndarray:
+    """Viterbi over (digits so far, last label) states: the best frame labelling whose
+    collapsed reading has exactly `length` digits."""
+    frames, classes = logp.shape
+    if frames < length:
+        raise segment.SegmentError(f"too little ink for {length} digits")
+    score = np.full((length + 1, classes), -np.inf)  # [digits read, last label]
+    score[0, BLANK], score[1, 1:] = logp[0, BLANK], logp[0, 1:]
+    back = np.zeros((frames, length + 1, classes, 2), np.int32)
+    back[0] = -1
+    for t in range(1, frames):
+        new = np.full_like(score, -np.inf)
+        # Stay: a blank after anything, or the same digit again (merged).
+        stay_blank = score.argmax(1)
+        new[:, BLANK] = score.max(1) + logp[t, BLANK]
+        back[t, :, BLANK] = np.stack([np.arange(length + 1), stay_blank], 1)
+        new[:, 1:] = score[:, 1:] + logp[t, 1:]
+        back[t, :, 1:, 0] = np.arange(length + 1)[:, None]
+        back[t, :, 1:, 1] = np.arange(1, classes)
+        # Start a new digit: after a blank or a different digit.
+        for label in range(1, classes):
+            before = score[:-1].copy()
+            before[:, label] = -np.inf
+            arg = before.argmax(1)
+            start = before.max(1) + logp[t, label]
+            better = start > new[1:, label]
+            new[1:, label] = np.where(better, start, new[1:, label])
+            back[t, 1:, label, 0] = np.where(better, np.arange(length), back[t, 1:, label, 0])
+            back[t, 1:, label, 1] = np.where(better, arg, back[t, 1:, label, 1])
+        score = new
+    if not np.isfinite(score[length]).any():
+        raise segment.SegmentError(f"cannot read {length} digits here")
+    labels = np.zeros(frames, np.int32)
+    state = (length, int(score[length].argmax()))
+    for t in range(frames - 1, -1, -1):
+        labels[t] = state[1]
+        if t:
+            state = tuple(back[t, state[0], state[1]])
+    return labels
+
+
+def _conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, axes: tuple[int, ...]):
+    """'same' convolution as one matrix product; kernel in Keras' layout (..., in, out)."""
+    size = kernel.shape[:-2]
+    pad = [(0, 0)] * x.ndim
+    for axis, k in zip(axes, size, strict=True):
+        pad[axis] = (k // 2, k // 2)
+    windows = sliding_window_view(np.pad(x, pad), size, axis=axes)  # (..., C, *size)
+    windows = np.moveaxis(windows, x.ndim - 1, -1)  # (..., *size, C)
+    flat = windows.reshape(*x.shape[:-1], -1)
+    return flat @ kernel.reshape(-1, kernel.shape[-1]) + bias
+
+
+def _max_pool(x: np.ndarray, pool: tuple[int, int]) -> np.ndarray:
+    batch, rows, cols, channels = x.shape
+    a, b = pool
+    x = x[:, : rows // a * a, : cols // b * b]
+    return x.reshape(batch, rows // a, a, cols // b, b, channels).max(axis=(2, 4))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+# Training (Keras): not needed to read.
+
+
+def build():
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((HEIGHT, None, 1))
+    x = inputs
+    for filters, pool in zip(CONV, POOLS, strict=True):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.Activation("relu")(layers.BatchNormalization()(x))
+        x = layers.MaxPooling2D(pool)(x)
+    x = layers.Permute((2, 1, 3))(x)  # (frames, rows, channels)
+    x = layers.Reshape((-1, HEIGHT // 8 * CONV[-1]))(x)
+    for width, filters in CONTEXT:
+        x = layers.Conv1D(filters, width, padding="same", activation="relu")(x)
+        x = layers.Dropout(0.2)(x)
+    return keras.Model(inputs, layers.Dense(11)(x))  # logits; softmax in inference
+
+
+def _examples(args: tuple[Path | None, int, int]) -> list[tuple[np.ndarray, str]]:
+    """Line images (uint8) and texts of n numbers written with MNIST's training digits."""
+    from mnistlab import documents
+    from mnistlab.data import load_mnist
+
+    data, seed, n = args
+    mnist = load_mnist(data)
+    out = []
+    for document in documents.number_strings(mnist.x_train, mnist.y_train, n, seed):
+        try:
+            field = segment.find_field(document.image.astype(np.float32))
+        except segment.SegmentError:
+            continue
+        out.append((np.round(line_image(field).image * 255).astype(np.uint8), document.text))
+    return out
+
+
+def _batches(examples, batch: int, rng: np.random.Generator):
+    """Shuffled batches, each padded to one of WIDTHS: (x (B, H, W, 1), labels (B, 8))."""
+    by_width: dict[int, list] = {}
+    for image, text in examples:
+        width = next((w for w in WIDTHS if image.shape[1] <= w), None)
+        if width:
+            by_width.setdefault(width, []).append((image, text))
+    out = []
+    for width, group in by_width.items():
+        order = rng.permutation(len(group))
+        for start in range(0, len(order) - batch + 1, batch):
+            x = np.zeros((batch, HEIGHT, width, 1), np.float32)
+            y = np.zeros((batch, MAX_LABEL), np.int32)
+            for row, k in enumerate(order[start : start + batch]):
+                image, text = group[k]
+                x[row, :, : image.shape[1], 0] = image / 255.0
+                y[row, : len(text)] = [int(c) + 1 for c in text]
+            out.append((x, y))
+    rng.shuffle(out)
+    return out
+
+
+def train(data: Path | None, out: Path, strings: int = TRAIN_STRINGS, epochs: int = EPOCHS):
+    """Fit the line model with CTC and save its weights (batch norm folded in)."""
+    import multiprocessing
+
+    import keras
+
+    seeds = [(data, 1000 + k, CHUNK) for k in range(strings // CHUNK)]
+    with multiprocessing.get_context("spawn").Pool() as pool:
+        examples = [e for part in pool.map(_examples, seeds) for e in part]
+    validation, examples = examples[:VALIDATION], examples[VALIDATION:]
+    print(f"{len(examples)} numbers to train on, {len(validation)} to check")
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(0)
+            self.on_epoch_end()
+
+        def __len__(self):
+            return len(self.batches)
+
+        def __getitem__(self, k):
+            return self.batches[k]
+
+        def on_epoch_end(self):
+            self.batches = _batches(examples, 64, self.rng)
+
+    keras.utils.set_random_seed(0)
+    model = build()
+    batches = Batches()
+    schedule = keras.optimizers.schedules.CosineDecay(2e-3, epochs * len(batches))
+    model.compile(keras.optimizers.Adam(schedule), loss=keras.losses.CTC())
+
+    class Check(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            reader = LineModel(_folded(model))
+            posteriors = reader([image / 255.0 for image, _ in validation])
+            right = [
+                "".join(str(int(p[f].sum(0)[1:].argmax())) for f in decode(p)) == text
+                for p, (_, text) in zip(posteriors, validation, strict=True)
+            ]
+            print(f"epoch {epoch + 1}: validation numbers read right {np.mean(right):.1%}")
+
+    model.fit(batches, epochs=epochs, callbacks=[Check()], verbose=2)
+    np.savez_compressed(out, **_folded(model))
+    print(f"wrote {out}")
+
+
+def _folded(model) -> dict[str, np.ndarray]:
+    """Kernels and biases in order, each batch normalisation folded into its conv."""
+    import keras
+
+    layers: list[list[np.ndarray]] = []
+    for layer in model.layers:
+        values = [keras.ops.convert_to_numpy(v) for v in layer.weights]
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = values
+            scale = gamma / np.sqrt(variance + layer.epsilon)
+            kernel, bias = layers[-1]
+            layers[-1] = [kernel * scale, bias * scale + beta - mean * scale]
+        elif values:
+            kernel = values[0]
+            bias = values[1] if len(values) > 1 else np.zeros(kernel.shape[-1])
+            layers.append([kernel, bias])
+    weights = {}
+    for k, (kernel, bias) in enumerate(layers):
+        weights[f"w{k}"], weights[f"b{k}"] = kernel.astype(np.float32), bias.astype(np.float32)
+    return weights
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Train the reader's line model (CTC).")
+    parser.add_argument("--data", type=Path, help="mnist.npz (default: $MNISTLAB_DATA)")
+    parser.add_argument("--out", type=Path, default=Path("src/mnistlab") / WEIGHTS)
+    parser.add_argument("--strings", type=int, default=TRAIN_STRINGS)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    args = parser.parse_args()
+    train(args.data, args.out, args.strings, args.epochs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The line model's mechanics: CTC decoding with and without a length, and NumPy
+inference that equals the Keras model it was folded from."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from mnistlab import lines, segment
+
+
+def posteriors(path: list[int], sure: float = 0.9) -> np.ndarray:
+    """Per-frame probabilities (T, 11) that favour `path` (class per frame, 0 blank)."""
+    p = np.full((len(path), 11), (1 - sure) / 10)
+    p[np.arange(len(path)), path] = sure
+    return p
+
+
+def test_decode_merges_repeats_and_splits_at_blanks():
+    frames = lines.decode(posteriors([0, 3, 3, 0, 3, 0, 0, 5, 6]))
+    assert [list(f) for f in frames] == [[1, 2], [4], [7], [8]]
+
+
+def brute_force(p: np.ndarray, length: int) -> float:
+    """The best path's log probability among those that read `length` digits."""
+    best = -np.inf
+    for path in itertools.product(range(p.shape[1]), repeat=len(p)):
+        collapsed = [c for k, c in enumerate(path) if c and (k == 0 or path[k - 1] != c)]
+        if len(collapsed) == length:
+            best = max(best, float(np.log(p[np.arange(len(p)), path]).sum()))
+    return best
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 4])
+def test_decode_with_a_length_finds_the_best_path_of_that_length(length):
+    rng = np.random.default_rng(length)
+    p = rng.dirichlet(np.ones(4), size=6)  # blank and three digits, six frames
+    full = np.zeros((6, 11))
+    full[:, :4] = p
+    assert len(lines.decode(full + 1e-15, length)) == length
+    labels = lines._best_path(np.log(full + 1e-15), length)
+    path_logp = float(np.log(p[np.arange(6), labels]).sum())
+    assert path_logp == pytest.approx(brute_force(p, length), abs=1e-6)
+
+
+def test_decode_refuses_a_length_the_frames_cannot_hold():
+    with pytest.raises(segment.SegmentError, match="too little ink for 5 digits"):
+        lines.decode(posteriors([0, 1, 0]), 5)
+
+
+def test_numpy_inference_equals_the_keras_model_it_was_folded_from():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = lines.build()
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # batch norm with statistics that matter
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.weights
+            n = gamma.shape[0]
+            gamma.assign(rng.uniform(0.5, 1.5, n))
+            beta.assign(rng.normal(0, 0.2, n))
+            mean.assign(rng.normal(0, 0.2, n))
+            variance.assign(rng.uniform(0.5, 2, n))
+    # Widths that pad differently; each image's output must not depend on the others.
+    images = [rng.random((lines.HEIGHT, 40)), rng.random((lines.HEIGHT, 64))]
+    numpy_out = lines.LineModel(lines._folded(model))(images)
+    for image, out in zip(images, numpy_out, strict=True):
+        padded = np.zeros((lines.HEIGHT, lines.padded_width(image.shape[1])))
+        padded[:, : image.shape[1]] = image
+        logits = model.predict(padded[None, :, :, None], verbose=0)[0]
+        logits = logits[: image.shape[1] // lines.STRIDE]
+        expected = np.exp(logits - logits.max(1, keepdims=True))
+        expected /= expected.sum(1, keepdims=True)
+        assert out.shape == (image.shape[1] // lines.STRIDE, 11)
+        np.testing.assert_allclose(out, expected, atol=1e-4)
