@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
+from scipy.special import softmax
 
 from mnistlab import segment
 
@@ -104,7 +105,7 @@ class LineModel:
                 batch = np.zeros((len(chunk), HEIGHT, width), np.float32)
                 for row, k in enumerate(chunk):
                     batch[row, :, : lines[k].shape[1]] = lines[k]
-                p = _softmax(self._logits(batch))
+                p = softmax(self._logits(batch), axis=-1)
                 for row, k in enumerate(chunk):  # the padding's frames are not the image's
                     out[k] = p[row, : lines[k].shape[1] // STRIDE]
         return out
@@ -138,6 +139,12 @@ def decode(p: np.ndarray, length: int | None = None) -> list[np.ndarray]:
             runs.append([t])
         previous = label
     return [np.array(run) for run in runs]
+
+
+def digit_probabilities(p: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """What the line model says one digit is: (10,) over its frames, blank left out."""
+    seen = p[frames, 1:].sum(0)
+    return seen / seen.sum()
 
 
 def _best_path(logp: np.ndarray, length: int) -> np.ndarray:
@@ -198,11 +205,6 @@ def _max_pool(x: np.ndarray, pool: tuple[int, int]) -> np.ndarray:
     a, b = pool
     x = x[:, : rows // a * a, : cols // b * b]
     return x.reshape(batch, rows // a, a, cols // b, b, channels).max(axis=(2, 4))
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 # Training (Keras): not needed to read.
@@ -303,7 +305,7 @@ def train(data: Path | None, out: Path, strings: int = TRAIN_STRINGS, epochs: in
             reader = LineModel(_folded(model))
             posteriors = reader([image / 255.0 for image, _ in validation])
             right = [
-                "".join(str(int(p[f].sum(0)[1:].argmax())) for f in decode(p)) == text
+                "".join(str(digit_probabilities(p, f).argmax()) for f in decode(p)) == text
                 for p, (_, text) in zip(posteriors, validation, strict=True)
             ]
             print(f"epoch {epoch + 1}: validation numbers read right {np.mean(right):.1%}")

@@ -106,8 +106,9 @@ class Reader:
                 found.append((field, lines.line_image(field)))
             except images.ImageError as e:
                 found.append(e)
-        seen_lines = self.line_model([f[1].image for f in found if not isinstance(f, UserError)])
-        posteriors = iter(seen_lines)
+        posteriors = iter(
+            self.line_model([f[1].image for f in found if not isinstance(f, UserError)])
+        )
         # Per image: its error, or its digits' crops, boxes, wholeness and line probabilities.
         split: list[list[tuple[np.ndarray, list[int], bool, np.ndarray]] | UserError] = []
         for item in found:
@@ -148,11 +149,10 @@ def _digits(field: segment.Field, line: lines.Line, p: np.ndarray, length: int |
     if len(frames) > MAX_DIGITS:
         raise segment.SegmentError(f"more than {MAX_DIGITS} digits: not a number")
     crops = field.split([line.column(f) for f in frames])
-    out = []
-    for f, (ink, box, whole) in zip(frames, crops, strict=True):
-        seen = p[f, 1:].sum(0)
-        out.append((images.fit(ink), box, whole, seen / seen.sum()))
-    return out
+    return [
+        (images.fit(ink), box, whole, lines.digit_probabilities(p, f))
+        for f, (ink, box, whole) in zip(frames, crops, strict=True)
+    ]
 
 
 def read_paths(

@@ -56,43 +56,44 @@ class Field:
         one centre is that digit's; a blob holding several (touching digits) is cut at
         the column of least ink between each two; a blob holding none joins the nearest
         digit if it is close (a broken digit's part), else it is left out."""
-        owner = np.full(self.labels.shape, -1)
+        owner = np.full(self.labels.shape, -1)  # the digit each ink pixel is part of
         whole = [True] * len(centres)
-        for blob, (_, cols) in enumerate(ndimage.find_objects(self.labels)):
-            mine = self.labels == blob + 1
+        for blob, (rows, cols) in enumerate(ndimage.find_objects(self.labels)):
+            mine = self.labels[rows, cols] == blob + 1
+            window = owner[rows, cols]  # a view: what is set here is set in owner
             inside = [k for k, c in enumerate(centres) if cols.start <= c < cols.stop]
-            if len(inside) == 1:
-                owner[mine] = inside[0]
-                continue
             if not inside:
                 middle = (cols.start + cols.stop) / 2
                 nearest = int(np.argmin([abs(c - middle) for c in centres]))
                 if abs(centres[nearest] - middle) <= NEAR_CENTRE * self.height:
-                    owner[mine] = nearest
+                    window[mine] = nearest
                 continue
-            profile = (self.ink * mine).sum(0)
-            bounds = [cols.start]
+            # Columns of the blob's window: one centre keeps the whole blob.
+            profile = (self.ink[rows, cols] * mine).sum(0)
+            bounds = [0]
             for a, b in itertools.pairwise(inside):
-                lo, hi = int(centres[a]) + 1, max(int(centres[a]) + 2, int(centres[b]))
+                lo = int(centres[a]) + 1 - cols.start
+                hi = max(lo + 1, int(centres[b]) - cols.start)
                 bounds.append(lo + int(np.argmin(profile[lo:hi])))
-            bounds.append(cols.stop)
+            bounds.append(mine.shape[1])
             for k, left, right in zip(inside, bounds, bounds[1:], strict=False):
-                part = mine.copy()
-                part[:, :left] = False
-                part[:, right:] = False
-                owner[part] = k
-                whole[k] = False
+                window[:, left:right][mine[:, left:right]] = k
+                if len(inside) > 1:  # cut out of touching ink
+                    whole[k] = False
         out = []
-        for k, centre in enumerate(centres):
-            keep = owner == k
-            if not keep.any():  # no blob is its own: take the ink nearest its centre
-                keep = self._near(centre, centres)
+        boxes = ndimage.find_objects(owner + 1, max_label=len(centres))
+        for k, (centre, box) in enumerate(zip(centres, boxes, strict=True)):
+            if box is None:  # no blob is its own: take the ink nearest its centre
+                near = self._near(centre, centres)
+                rows, cols = np.nonzero(near)
+                box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+                keep = near[box]
                 whole[k] = False
-            rows, cols = np.nonzero(keep)
-            top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-            ink = np.where(keep, self.ink, 0.0)[top:bottom, left:right]
-            box = [int(left), int(top), int(right - left), int(bottom - top)]
-            out.append((ink, box, whole[k]))
+            else:
+                keep = owner[box] == k
+            rows, cols = box
+            xywh = [cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start]
+            out.append((np.where(keep, self.ink[box], 0.0), [int(v) for v in xywh], whole[k]))
         return out
 
     def _near(self, centre: float, centres: list[float]) -> np.ndarray:
@@ -187,19 +188,13 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
     return rest | (bridged & lines)
 
 
-def _run_bounds(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each run of True along the rows starts and stops: indices into the rows laid
-    end to end, each with a blank before and after (so that no run spans two rows)."""
-    padded = np.pad(lines, ((0, 0), (1, 1))).astype(np.int8).ravel()
-    edges = np.flatnonzero(np.diff(padded))
-    return edges[::2], edges[1::2]
-
-
 def _runs(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
     """The pixels of runs of at least `length` along `axis`: a binary opening by a line
     of that length, in time linear in the pixels whatever the length."""
     lines = mask if axis == 1 else mask.T
-    starts, stops = _run_bounds(lines)
+    # Each row laid end to end with a blank before and after, so that no run spans two.
+    edges = np.flatnonzero(np.diff(np.pad(lines, ((0, 0), (1, 1))).astype(np.int8).ravel()))
+    starts, stops = edges[::2], edges[1::2]
     keep = np.zeros(lines.shape[0] * (lines.shape[1] + 2) + 1, np.int32)
     long = stops - starts >= length
     np.add.at(keep, starts[long] + 1, 1)

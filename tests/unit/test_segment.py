@@ -42,7 +42,7 @@ def read(field: segment.Field) -> tuple[str, list[list[int]], list[bool]]:
     line = lines.line_image(field)
     (p,) = LINE_MODEL([line.image])
     frames = lines.decode(p)
-    text = "".join(str(int(p[f, 1:].sum(0).argmax())) for f in frames)
+    text = "".join(str(lines.digit_probabilities(p, f).argmax()) for f in frames)
     split = field.split([line.column(f) for f in frames])
     return text, [box for _, box, _ in split], [whole for *_, whole in split]
 
