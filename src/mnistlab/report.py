@@ -21,6 +21,9 @@ img.digit { width: 56px; height: 56px; image-rendering: pixelated; }
 """
 
 
+PROVENANCE = ("backend", "cpu", "cpu_count", "platform")
+
+
 def print_table(header: list[str], rows: list[list]) -> None:
     """A text table on standard output: columns padded to their widest cell, numbers
     right-aligned."""
@@ -82,7 +85,9 @@ def run_report(
     """The evaluation of one run: configuration, metrics, figures, most confident mistakes."""
     m = evaluation["metrics"]
     config_rows = list(run.config.to_dict().items())
-    config_rows += [(k, run.provenance.get(k, "?")) for k in ("keras_version", "backend")]
+    config_rows += [
+        (k, v) for k, v in run.provenance.items() if k.endswith("_version") or k in PROVENANCE
+    ]
     config_rows += [("data_sha256", run.data_sha256)]
     class_rows = [
         (name, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", s["support"])

@@ -211,11 +211,34 @@ def run_record(
         "data_source": source,
         "data_sha256": sha256,
         "mnistlab_version": importlib.metadata.version("mnistlab"),
-        "keras_version": importlib.metadata.version("keras"),
+        **_versions(backend),
         "backend": backend,
         "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu(),
+        "cpu_count": os.cpu_count(),
         "created": datetime.now().isoformat(timespec="seconds"),
     }
+
+
+# "Same seed, same result" holds for the same versions of these (and the same CPU).
+_PACKAGES = {"jax": ("jax", "jaxlib"), "tensorflow": ("tensorflow",), "torch": ("torch",)}
+
+
+def _versions(backend: str) -> dict[str, str]:
+    names = ("keras", "numpy", *_PACKAGES.get(backend, ()))
+    return {f"{name}_version": importlib.metadata.version(name) for name in names}
+
+
+def _cpu() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def open_run(run_dir: Path, finished: bool = True) -> Run:

@@ -173,3 +173,16 @@ def test_find_run_matches_config_and_data_and_skips_damaged_runs(tmp_path):
     assert runs.find_run(tmp_path, TRAIN, "abc").path == tmp_path / "a"
     assert runs.find_run(tmp_path, TRAIN, "other data") is None
     assert runs.find_run(tmp_path, preset_config("mlp-128", epochs=2), "abc") is None
+
+
+def test_run_record_names_what_a_result_depends_on():
+    import importlib.metadata
+
+    import numpy
+
+    record = runs.run_record(TrainConfig(preset="p"), "mnist.npz", "abc", "jax")
+    assert record["numpy_version"] == numpy.__version__
+    for name in ("keras", "jax", "jaxlib"):
+        assert record[f"{name}_version"] == importlib.metadata.version(name)
+    assert record["cpu"] and record["cpu_count"] == os.cpu_count()
+    assert "tensorflow_version" not in record  # only the backend that ran
