@@ -96,7 +96,8 @@ def fit(config: TrainConfig, data: Mnist, callbacks: list, verbose: int | str = 
         optimizer=OPTIMIZERS[config.optimizer](learning_rate(config, steps_per_epoch)),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        steps_per_execution=config.steps_per_execution,
+        # Never more steps per call than an epoch has (a tiny run's bar would read 75/32).
+        steps_per_execution=min(config.steps_per_execution, steps_per_epoch),
     )
     if config.augment:
         batches = AugmentedBatches(x_train, y_train, config.batch_size, config.seed)
