@@ -398,9 +398,15 @@ class ServeConfig(_Config):
     run: str = option(help="run folder, or an .onnx file (mnistlab export)")
     model: str = option("final", _MODEL_HELP, choices=MODELS)
     engine: str = option("keras", _ENGINE_HELP, choices=ENGINES)
-    host: str = option("127.0.0.1", "address to bind")
+    host: str = option(
+        "127.0.0.1",
+        "address to listen on. The default, loopback, serves this machine only; 0.0.0.0 "
+        "exposes the server to every network this machine is on, with no authentication "
+        "or TLS: do that only behind a proxy you trust",
+    )
     port: int = option(8000, "TCP port")
     workers: int = option(1, "server processes")
+    access_log: bool = option(False, "print one line per request (uvicorn's access log)")
     max_body_bytes: int = option(
         8_000_000,
         "larger bodies get 413 before they are read: a phone photo fits, a flood does not",

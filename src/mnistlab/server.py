@@ -12,11 +12,15 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import copy
 import functools
 import gc
 import importlib.resources
 import json
 import os
+import threading
+import time
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
@@ -174,10 +178,16 @@ def create_app(config: ServeConfig) -> FastAPI:
 def serve(config: ServeConfig) -> None:
     """Run the app under uvicorn until interrupted, with the time limits the README gives."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     # Fail here, in one line, rather than with a traceback in each worker's start-up.
     _metadata(config, Predictor.load(Path(config.run), config.model, config.engine))
     os.environ[CONFIG_ENV] = json.dumps(config.to_dict())  # read by each worker's app factory
+    threading.Thread(target=_announce, args=(config,), daemon=True).start()
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    for name, logger in log_config["loggers"].items():  # warnings only, but the access log
+        access = name == "uvicorn.access" and config.access_log
+        logger["level"] = "INFO" if access else "WARNING"
     uvicorn.run(
         "mnistlab.server:create_app_from_env",
         factory=True,
@@ -186,8 +196,32 @@ def serve(config: ServeConfig) -> None:
         workers=config.workers,
         http=RequestDeadline,
         timeout_keep_alive=config.keep_alive_seconds,
-        log_level="warning",
+        log_config=log_config,
+        access_log=config.access_log,
     )
+
+
+def _announce(config: ServeConfig) -> None:
+    """Say where the page and the docs are once the server answers (every worker started
+    and its model loaded): uvicorn's own start-up lines are hidden with its info logs."""
+    loopback = config.host in ("127.0.0.1", "localhost", "::1")
+    local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(config.host, config.host)
+    base = f"http://{f'[{local}]' if ':' in local else local}:{config.port}"
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no HTTP_PROXY
+    while True:
+        try:
+            direct.open(f"{base}/health", timeout=2).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    print(f"mnistlab: serving {config.run} ({config.workers} worker(s))", flush=True)
+    print(f"  drawing page  {base}/", flush=True)
+    print(f"  API docs      {base}/docs", flush=True)
+    if not loopback:
+        print(f"  listening on {config.host}: reachable from other machines, with no "
+              "authentication; Ctrl+C stops it", flush=True)  # fmt: skip
+    else:
+        print("  this machine only (--host 0.0.0.0 exposes it); Ctrl+C stops it", flush=True)
 
 
 def create_app_from_env() -> FastAPI:

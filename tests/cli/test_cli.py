@@ -112,3 +112,48 @@ def test_augmented_training_is_recorded_and_reproducible(cli, tmp_path):
     assert runs.read_json(tmp_path / "a" / runs.CONFIG)["config"]["augment"] is True
     first, second = (runs.read_json(tmp_path / n / runs.HISTORY)[0] for n in ("a", "b"))
     assert first["loss"] == second["loss"]  # the same seed gives the same distortions
+
+
+def serve_and_read(run, *options):
+    """Start `mnistlab serve`, wait for the lines that say where it is, GET the page; all
+    it printed up to then and shortly after, and the URLs it announced."""
+    import socket
+    import threading
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mnistlab", "serve", str(run), "--port", str(port), *options],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    watchdog = threading.Timer(120, process.kill)  # silent forever: fail, not hang
+    watchdog.start()
+    try:
+        lines = []
+        while not any("API docs" in line for line in lines):
+            line = process.stdout.readline()
+            assert line, "".join(lines)  # exited before saying where it is
+            lines.append(line)
+        urls = dict(re.findall(r"(drawing page|API docs)\s+(\S+)", "".join(lines)))
+        for url in urls.values():
+            assert urllib.request.urlopen(url, timeout=10).status == 200
+        time.sleep(0.5)
+    finally:
+        watchdog.cancel()
+        process.terminate()
+        process.wait(timeout=30)
+        rest = process.stdout.read()  # after what readline buffered (communicate skips it)
+    return "".join(lines) + rest, urls, port
+
+
+def test_serve_says_where_the_page_and_docs_are_and_logs_requests_when_asked(tiny_runs):
+    out, urls, port = serve_and_read(tiny_runs[0])
+    assert urls == {"drawing page": f"http://127.0.0.1:{port}/",
+                    "API docs": f"http://127.0.0.1:{port}/docs"}  # fmt: skip
+    assert "this machine only" in out
+    assert "GET /docs" not in out  # no access log unless asked
+    out, _, _ = serve_and_read(tiny_runs[0], "--access-log")
+    assert '"GET /docs HTTP/1.1" 200' in out
