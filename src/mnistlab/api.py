@@ -80,7 +80,7 @@ def predict(
     or an array of MNIST-style digits (N, 28, 28). `run` may be an .onnx export too. An
     unreadable file is an ImageError."""
     _choose_backend()
-    from mnistlab.images import ImageError
+    from mnistlab.images import ImageError, image_files
     from mnistlab.predictor import predict_paths, predictor_for
 
     target = str(run.path if isinstance(run, runs.Run) else run)
@@ -88,8 +88,9 @@ def predict(
     if isinstance(images, np.ndarray):
         return predictor_for(config).predict_digits(images, config.min_confidence)
     paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    files, _ = image_files(paths)
     answers = []
-    for path, answer in predict_paths(config, paths):
+    for path, answer in predict_paths(config, files):
         if isinstance(answer, UserError):
             raise ImageError(f"{path}: {answer}") from answer
         answers.append(answer)

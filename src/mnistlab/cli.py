@@ -317,20 +317,48 @@ def _image_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line and file")
 
 
+def _each_file(args: argparse.Namespace, answer_all, describe, done: str, sep: str) -> int:
+    """Answer every image file named (folders: the images in them) as `answer_all(files)`
+    yields (path, answer or UserError), `describe(answer)` giving (JSON record, text,
+    unsure): a line each, above a progress bar on a terminal; a note for each file
+    skipped; one closing count. Exit status 1 if a file failed ('unsure' is an answer)."""
+    from tqdm import tqdm
+
+    from mnistlab.images import image_files
+
+    files, skipped = image_files(args.images)
+    for path in skipped:
+        print(f"skipped {path}: {'a folder' if path.is_dir() else 'not an image file'}",
+              file=sys.stderr)  # fmt: skip
+    counts = dict.fromkeys((done, "unsure", "failed"), 0)
+    with tqdm(total=len(files), unit="file", disable=None if len(files) > 1 else True,
+              leave=False) as bar:  # fmt: skip
+        for path, answer in answer_all(files):
+            if isinstance(answer, UserError):
+                counts["failed"] += 1
+                record, line = {"error": str(answer)}, f"error: {answer}"
+            else:
+                record, line, unsure = describe(answer)
+                counts["unsure" if unsure else done] += 1
+            bar.write(
+                json.dumps({"file": str(path), **record}) if args.json else f"{path}{sep}{line}"
+            )
+            bar.update()
+    summary = ", ".join(f"{n} {what}" for what, n in counts.items())
+    summary += f", {len(skipped)} skipped" if skipped else ""
+    files_ = f"{len(files)} file{'s' if len(files) != 1 else ''}"
+    print(f"{files_}: {summary}", file=sys.stderr if args.json else sys.stdout)
+    return 1 if counts["failed"] else 0
+
+
 def _predict(args: argparse.Namespace) -> int:
     config = PredictConfig(**config_values(PredictConfig, args))
     from mnistlab.predictor import predict_paths
 
-    failed = 0
-    for path, answer in predict_paths(config, args.images):
-        failed += isinstance(answer, UserError)
-        if isinstance(answer, UserError):
-            record, line = {"error": str(answer)}, f"error: {answer}"
-        else:
-            record, line = answer.as_record(config.top_k), answer.line(config.top_k)
-        print(json.dumps({"file": str(path), **record}) if args.json else f"{path}: {line}")
-    # Files that could not be read are errors; 'unsure' is an answer.
-    return 1 if failed else 0
+    def describe(answer):
+        return answer.as_record(config.top_k), answer.line(config.top_k), answer.digit is None
+
+    return _each_file(args, lambda files: predict_paths(config, files), describe, "predicted", ": ")
 
 
 def _add_read(commands) -> None:
@@ -353,26 +381,12 @@ def _add_read(commands) -> None:
 
 def _read(args: argparse.Namespace) -> int:
     config = ReadConfig(**config_values(ReadConfig, args))
-    from tqdm import tqdm
-
-    from mnistlab.images import image_files
     from mnistlab.reader import read_paths
 
-    files = image_files(args.images)
-    counts = dict.fromkeys(("read", "unsure", "failed"), 0)
-    with tqdm(total=len(files), unit="file", disable=len(files) < 2, leave=False) as bar:
-        for path, reading in read_paths(config, files):
-            if isinstance(reading, UserError):
-                counts["failed"] += 1
-                record, line = {"error": str(reading)}, f"error: {reading}"
-            else:
-                counts["unsure" if reading.unsure else "read"] += 1
-                record, line = reading.as_record(), reading.line()
-            bar.write(json.dumps({"file": str(path), **record}) if args.json else f"{path}  {line}")
-            bar.update()
-    summary = ", ".join(f"{n} {what}" for what, n in counts.items())
-    print(f"{len(files)} files: {summary}", file=sys.stderr if args.json else sys.stdout)
-    return 1 if counts["failed"] else 0
+    def describe(reading):
+        return reading.as_record(), reading.line(), reading.unsure
+
+    return _each_file(args, lambda files: read_paths(config, files), describe, "read", "  ")
 
 
 def _add_serve(commands) -> None:

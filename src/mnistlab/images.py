@@ -133,15 +133,20 @@ def load_digit(source: bytes | str | os.PathLike) -> np.ndarray:
     return to_mnist(read_image(source))
 
 
-def image_files(paths: list[Path]) -> list[Path]:
-    """The files named, with each folder replaced by the images in it (sorted)."""
-    found = []
+def image_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The files named, with each folder replaced by the images in it (sorted); and what
+    else those folders hold (skipped: a user should hear of it, not find it missing)."""
+    found, skipped = [], []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES)
+            for p in sorted(path.iterdir()):
+                is_image = p.suffix.lower() in SUFFIXES and not p.is_dir()
+                (found if is_image else skipped).append(p)
         else:
             found.append(path)
-    return found
+    if not found:
+        raise ImageError("no image files found in the folders given")
+    return found, skipped
 
 
 def _reduced(image: Image.Image) -> Image.Image:

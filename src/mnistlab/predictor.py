@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import threading
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mnistlab import images, runs
-from mnistlab.config import ENGINES, MODELS, ConfigError, PredictConfig, one_of, require
+from mnistlab.config import ENGINES, MODELS, PredictConfig, one_of, require
 from mnistlab.data import IMAGE_SHAPE, NUM_CLASSES, scale
 from mnistlab.errors import ModelFileError, UserError, first_line
 
@@ -202,15 +203,20 @@ class Predictor:
         return [(path, error or next(answers)) for path, error in results]
 
 
+# Image files per model call in predict_paths: one digit each.
+FILES_PER_CALL = 256
+
+
 def predict_paths(
-    config: PredictConfig, paths: list[str | os.PathLike]
-) -> list[tuple[Path, Prediction | UserError]]:
-    """Each image file (folders: every image in them) -> its Prediction or its error."""
+    config: PredictConfig, files: list[Path]
+) -> Iterator[tuple[Path, Prediction | UserError]]:
+    """Each image file -> its Prediction or its error, in order, FILES_PER_CALL files to
+    a model call (so that a long folder shows progress and holds little in memory)."""
     predictor = predictor_for(config)
-    files = images.image_files(paths)
-    if not files:
-        raise ConfigError("no image files found in the folders given")
-    return predictor.predict_files(files, config.min_confidence)
+    for start in range(0, len(files), FILES_PER_CALL):
+        yield from predictor.predict_files(
+            files[start : start + FILES_PER_CALL], config.min_confidence
+        )
 
 
 def predictor_for(config: PredictConfig) -> Predictor:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab import images, lines, runs, segment
-from mnistlab.config import MAX_DIGITS, ConfigError, ReadConfig
+from mnistlab.config import MAX_DIGITS, ReadConfig
 from mnistlab.errors import UserError
 from mnistlab.predictor import Predictor
 
@@ -155,14 +155,9 @@ def _digits(field: segment.Field, line: lines.Line, p: np.ndarray, length: int |
     ]
 
 
-def read_paths(
-    config: ReadConfig, paths: list[str | os.PathLike]
-) -> Iterator[tuple[Path, Reading | UserError]]:
-    """Each image file (folders: every image in them) -> its Reading or its error, in
-    order, FILES_PER_BATCH files to a model call."""
-    files = images.image_files(paths)
-    if not files:
-        raise ConfigError("no image files found in the folders given")
+def read_paths(config: ReadConfig, files: list[Path]) -> Iterator[tuple[Path, Reading | UserError]]:
+    """Each image file -> its Reading or its error, in order, FILES_PER_BATCH files to a
+    model call."""
     reader = Reader.from_run(Path(config.run), config.model, config.min_confidence)
     for start in range(0, len(files), FILES_PER_BATCH):
         chunk = files[start : start + FILES_PER_BATCH]

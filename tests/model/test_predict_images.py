@@ -99,8 +99,16 @@ def test_predict_cli_on_files_and_folders(cli, default_run, mnist, tmp_path):
     for i in range(3):
         (folder / f"digit-{i}.png").write_bytes(inverted(mnist.x_test[i]))
     (folder / "empty.png").write_bytes(encode(Image.new("L", (60, 60), 255)))
+    (folder / "notes.txt").write_text("not a digit")
+    (folder / "more").mkdir()
     result = cli("predict", default_run[0], folder, "--json")
     assert result.returncode == 1  # one file held no digit
+    # What is not an image is said, not silently left out; the count closes on stderr.
+    assert result.stderr.splitlines() == [
+        f"skipped {folder / 'more'}: a folder",
+        f"skipped {folder / 'notes.txt'}: not an image file",
+        "4 files: 3 predicted, 0 unsure, 1 failed, 2 skipped",
+    ]
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     by_name = {line["file"].rsplit("/", 1)[1]: line for line in lines}
     assert by_name["empty.png"]["error"] == "no digit found (the image is blank)"
@@ -112,6 +120,7 @@ def test_predict_cli_on_files_and_folders(cli, default_run, mnist, tmp_path):
     text = cli("predict", default_run[0], folder / "digit-0.png", "--top-k", 2)
     assert text.returncode == 0
     assert text.stdout.startswith(f"{folder / 'digit-0.png'}: {mnist.y_test[0]} (p=")
+    assert text.stdout.endswith("\n1 file: 1 predicted, 0 unsure, 0 failed\n")
     # A 7 and a 1 drawn over each other: the model cannot be sure.
     blend = tmp_path / "seven-and-one.png"
     blend.write_bytes(inverted(np.maximum(mnist.x_test[0], mnist.x_test[2])))
@@ -123,3 +132,6 @@ def test_predict_cli_on_files_and_folders(cli, default_run, mnist, tmp_path):
     assert unsure.returncode == 0 and ": unsure (p=" in unsure.stdout
     bad = cli("predict", default_run[0], folder, "--min-confidence", 2)
     assert bad.returncode == 2 and "--min-confidence must be in [0, 1]" in bad.stderr
+    empty = cli("predict", default_run[0], folder / "more")
+    assert empty.returncode == 2
+    assert empty.stderr == "mnistlab: error: no image files found in the folders given\n"

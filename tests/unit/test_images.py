@@ -112,7 +112,9 @@ def test_folders_expand_to_their_images(tmp_path):
     for name in ("b.png", "a.JPG", "notes.txt"):
         (tmp_path / name).write_bytes(b"")
     single = tmp_path / "x.gif"
-    assert image_files([tmp_path, single]) == [tmp_path / "a.JPG", tmp_path / "b.png", single]
+    files, skipped = image_files([tmp_path, single])
+    assert files == [tmp_path / "a.JPG", tmp_path / "b.png", single]
+    assert skipped == [tmp_path / "notes.txt"]
 
 
 def test_a_huge_image_is_reduced_before_any_work(tmp_path):
