@@ -8,17 +8,26 @@ BIN := $(VENV)/bin
 MNISTLAB_DATA ?= $(wildcard $(CURDIR)/../shared/data/mnist.npz)
 export MNISTLAB_DATA
 
-.PHONY: install train test lint format clean
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+# The exact versions (and every file's hash) come from the lock files; the package itself
+# is installed on top of them with nothing more resolved or downloaded.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+COMPILE := .lock-venv/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --all-build-deps \
+	--no-emit-index-url --no-emit-find-links
+
+.PHONY: install train test lint format lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+$(VENV)/.installed: $(LOCK) pyproject.toml | $(BIN)/python
+	$(PIP) --require-hashes -r $(LOCK)
+	$(PIP) --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+$(VENV)/.installed-dev: $(DEV_LOCK) $(VENV)/.installed
+	$(PIP) --require-hashes -r $(DEV_LOCK)
 	touch $@
 
 install: $(VENV)/.installed
@@ -35,5 +44,13 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Renew the lock files from pyproject's ranges: the newest versions they allow, today.
+# Then `make test`, and commit the lock files with what changed.
+lock:
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --disable-pip-version-check pip-tools==7.6.2
+	$(COMPILE) --upgrade -o $(LOCK) pyproject.toml
+	$(COMPILE) --upgrade --extra dev -o $(DEV_LOCK) pyproject.toml
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) .lock-venv runs
