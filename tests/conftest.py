@@ -47,6 +47,39 @@ def cli():
 
 
 @pytest.fixture(scope="session")
+def terminal():
+    """Run `python -m mnistlab ARGS` with its output on a pseudo-terminal (as a user sees
+    it: progress bars drawn); everything it wrote, as text without colours."""
+    import fcntl
+    import pty
+    import re
+    import termios
+
+    def run(*args, timeout=300):
+        leader, follower = pty.openpty()
+        # 24 rows, 100 columns: a new pty has no size, and tqdm draws nothing in 0 columns.
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        process = subprocess.Popen([sys.executable, "-m", "mnistlab", *map(str, args)],
+                                   stdout=follower, stderr=follower, close_fds=True)  # fmt: skip
+        os.close(follower)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the process has exited
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(leader)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", out.decode(errors="replace"))
+        assert process.wait(timeout=timeout) == 0, text[-2000:]
+        return text
+
+    return run
+
+
+@pytest.fixture(scope="session")
 def served_on_loopback():
     """A context manager: `mnistlab serve RUN OPTIONS...` for real on a free loopback port,
     yielding its URL once /health answers, stopped at the end."""

@@ -15,7 +15,7 @@ import sys
 import typing
 from pathlib import Path
 
-from mnistlab import backend, runs
+from mnistlab import backend, progress, runs
 from mnistlab.config import (
     NUM_CLASSES,
     PRESETS,
@@ -322,8 +322,6 @@ def _each_file(args: argparse.Namespace, answer_all, describe, done: str, sep: s
     yields (path, answer or UserError), `describe(answer)` giving (JSON record, text,
     unsure): a line each, above a progress bar on a terminal; a note for each file
     skipped; one closing count. Exit status 1 if a file failed ('unsure' is an answer)."""
-    from tqdm import tqdm
-
     from mnistlab.images import image_files
 
     files, skipped = image_files(args.images)
@@ -331,8 +329,7 @@ def _each_file(args: argparse.Namespace, answer_all, describe, done: str, sep: s
         print(f"skipped {path}: {'a folder' if path.is_dir() else 'not an image file'}",
               file=sys.stderr)  # fmt: skip
     counts = dict.fromkeys((done, "unsure", "failed"), 0)
-    with tqdm(total=len(files), unit="file", disable=None if len(files) > 1 else True,
-              leave=False) as bar:  # fmt: skip
+    with progress.bar(len(files), "file") as bar:
         for path, answer in answer_all(files):
             if isinstance(answer, UserError):
                 counts["failed"] += 1

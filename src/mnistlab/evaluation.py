@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab import documents, plots, report, runs
-from mnistlab.data import Digits
-from mnistlab.metrics import measure, string_metrics
+from mnistlab import documents, model_card, plots, progress, report, runs
+from mnistlab.data import SKLEARN_DIGITS, Digits, load_digits_set
+from mnistlab.metrics import coverage_at, measure, risk_coverage, string_metrics
 from mnistlab.predictor import Predictor
 from mnistlab.reader import FILES_PER_BATCH, Reader, Reading
 
@@ -60,8 +60,10 @@ def evaluate_run(
     (last) into output_dir. With `strings`, also read that many numbers written with the
     digits (read_strings)."""
     run = runs.as_run(run)
-    predictor = Predictor.from_run(run, which)
-    metrics, y_prob = measure(predictor, digits.x, digits.y)
+    with progress.step(f"loading the {which} model"):
+        predictor = Predictor.from_run(run, which)
+    with progress.step(f"measuring on {len(digits.y):,} digits"):
+        metrics, y_prob = measure(predictor, digits.x, digits.y)
     evaluation = {
         "model": which,
         "model_file": predictor.source,
@@ -69,12 +71,34 @@ def evaluate_run(
         "data_sha256": digits.sha256,
         "metrics": metrics,
     }
-    figures = evaluation_figures(run, metrics, digits, y_prob)
+    with progress.step("drawing the figures"):
+        figures = evaluation_figures(run, metrics, digits, y_prob)
     if strings:
         evaluation["strings"] = read_strings(Reader(predictor), digits, strings, string_length)
         figures["risk_coverage"] = plots.risk_coverage(evaluation["strings"]["risk_coverage"])
-    pngs = {name: plots.to_png(figure) for name, figure in figures.items()}
     out = output_dir(run, which, digits)
+    if out == run.path:  # the run's own model on its own test digits: its model card too
+        with progress.step("measuring on scikit-learn's digits for the model card"):
+            card = _model_card(run, predictor, evaluation, digits.y, y_prob)
+        runs.write_bytes(run.path / runs.MODEL_CARD, card.encode())
+    with progress.step("writing the figures and report.html"):
+        _write(run, out, digits, evaluation, figures)
+    return Evaluation(evaluation, out, figures)
+
+
+def _model_card(run, predictor, evaluation, y_true, y_prob) -> str:
+    sklearn = load_digits_set(SKLEARN_DIGITS)
+    other, _ = measure(predictor, sklearn.x, sklearn.y)
+    right, confidence = y_prob.argmax(1) == y_true, y_prob.max(1)
+    reject = coverage_at(risk_coverage(right, confidence), model_card.RELIABLE)
+    test = evaluation["metrics"]
+    return model_card.render(run, test, other, reject, evaluation.get("strings"))
+
+
+def _write(run: runs.Run, out: Path, digits: Digits, evaluation: dict, figures: dict) -> None:
+    """Figures, report.html, then evaluation.json: the last says the evaluation is done."""
+    metrics = evaluation["metrics"]
+    pngs = {name: plots.to_png(figure) for name, figure in figures.items()}
     (out / runs.FIGURES).mkdir(parents=True, exist_ok=True)
     for name, png in pngs.items():
         runs.write_bytes(out / runs.FIGURES / f"{name}.png", png)
@@ -85,7 +109,6 @@ def evaluate_run(
     page = report.run_report(run, evaluation, pngs, mistakes)
     runs.write_bytes(out / runs.REPORT, page.encode())
     runs.write_json(out / runs.EVALUATION, evaluation)
-    return Evaluation(evaluation, out, figures)
 
 
 def read_strings(
@@ -97,8 +120,10 @@ def read_strings(
     reader.read_many([written[0].image])  # compile the model's batch shapes: not timed
     start = time.perf_counter()
     readings = []
-    for i in range(0, n, FILES_PER_BATCH):
-        readings += reader.read_many([d.image for d in written[i : i + FILES_PER_BATCH]])
+    with progress.bar(n, "number") as bar:
+        for i in range(0, n, FILES_PER_BATCH):
+            readings += reader.read_many([d.image for d in written[i : i + FILES_PER_BATCH]])
+            bar.update(len(written[i : i + FILES_PER_BATCH]))
     seconds = time.perf_counter() - start
     read = [r if isinstance(r, Reading) else None for r in readings]
     record = string_metrics(

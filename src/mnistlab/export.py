@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from mnistlab import runs
+from mnistlab import progress, runs
 from mnistlab.config import IMAGE_SHAPE, ExportConfig
 from mnistlab.data import Mnist, scale
 from mnistlab.errors import UserError
@@ -49,8 +49,10 @@ def export_run(config: ExportConfig, data: Mnist) -> dict[str, typing.Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
 
     with _atomic(out) as tmp:
-        _write(reference.model, config.format, tmp)
-        export_test, got = measure(_load(tmp, config.format), x_test, y_test)
+        with progress.step(f"writing {config.format}"):
+            _write(reference.model, config.format, tmp)
+        with progress.step(f"checking it on {len(y_test):,} test digits"):
+            export_test, got = measure(_load(tmp, config.format), x_test, y_test)
         difference = float(np.abs(got - expected).max())
         if not difference <= FLOAT_TOLERANCE:
             raise ExportError(
@@ -70,8 +72,10 @@ def export_run(config: ExportConfig, data: Mnist) -> dict[str, typing.Any]:
     if config.quantize:
         quantized = runs.int8_path(out)
         with runs.atomic_path(quantized) as tmp:
-            _quantize(out, tmp, config.quantize, data)
-            int8_test, got_int8 = measure(Predictor.from_onnx(tmp), x_test, y_test)
+            with progress.step(f"quantizing ({config.quantize})"):
+                _quantize(out, tmp, config.quantize, data)
+            with progress.step("checking the int8 model"):
+                int8_test, got_int8 = measure(Predictor.from_onnx(tmp), x_test, y_test)
         record["int8"] = {
             "path": str(quantized),
             "method": config.quantize,

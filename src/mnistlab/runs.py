@@ -35,6 +35,7 @@ TENSORBOARD = "tensorboard"
 EVALUATION = "evaluation.json"
 FIGURES = "figures"
 REPORT = "report.html"
+MODEL_CARD = "model_card.md"
 EVALUATIONS = "evaluations"
 # Written by `mnistlab export`: <model>.onnx, <model>.int8.onnx, <model>.keras, ...
 EXPORTS = "exports"

@@ -78,3 +78,5 @@ class Metadata(BaseModel):
     engine: str
     test_accuracy: float | None
     input_shape: list[int]
+    # model_card.md (Markdown), once `mnistlab evaluate` has written it.
+    model_card: str | None = None

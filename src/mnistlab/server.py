@@ -394,6 +394,7 @@ def _metadata(config: ServeConfig, predictor: Predictor) -> Metadata:
     run = runs.open_run(run_dir) if run_dir and (run_dir / runs.CONFIG).is_file() else None
     if accuracy is None and run is not None:
         accuracy = run.metrics["test_accuracy"]
+    card = run.path / runs.MODEL_CARD if run else None
     # Names only: the server's own paths are no business of its clients.
     return Metadata(
         run=run_dir.name if run_dir else None,
@@ -402,4 +403,5 @@ def _metadata(config: ServeConfig, predictor: Predictor) -> Metadata:
         engine=predictor.engine,
         test_accuracy=accuracy,
         input_shape=list(IMAGE_SHAPE),
+        model_card=card.read_text() if card and card.is_file() else None,
     )

@@ -21,6 +21,14 @@ def test_evaluate_prints_the_report_and_writes_everything(cli, tiny_runs):
     assert re.search(rf"^ +accuracy +{accuracy:.4f} +loss ", result.stdout, re.M)
     assert result.stdout.strip().endswith(f"report: {run_dir / runs.REPORT}")
     assert len(list((run_dir / runs.FIGURES).glob("*.png"))) == 5
+    assert result.stderr == ""  # progress is for terminals, not for pipes and logs
+
+
+def test_evaluate_shows_its_steps_on_a_terminal(terminal, tiny_runs):
+    text = terminal("evaluate", tiny_runs[0], "--strings", 40)
+    assert re.search(r"measuring on 10,000 digits \.\.\. done \(\d+\.\d s\)", text), text
+    assert "writing the figures and report.html ... done" in text
+    assert re.search(r"\d+/40 \[", text)  # the string benchmark's bar
 
 
 def test_evaluate_on_other_digits_writes_beside_not_over(cli, tiny_runs, tmp_path):
@@ -118,3 +126,39 @@ def test_show_data_augmented_differs_from_the_plain_grid(cli, tmp_path):
     assert plain.returncode == augmented.returncode == again.returncode == 0
     assert (tmp_path / "aug.png").read_bytes() == (tmp_path / "again.png").read_bytes()
     assert (tmp_path / "aug.png").read_bytes() != (tmp_path / "plain.png").read_bytes()
+
+
+def test_evaluate_writes_a_model_card_whose_command_reproduces_the_run(cli, tiny_runs, tmp_path):
+    import shlex
+
+    from fastapi.testclient import TestClient
+
+    from mnistlab.config import ServeConfig
+    from mnistlab.server import create_app
+
+    run_dir = tiny_runs[0]
+    assert cli("evaluate", run_dir).returncode == 0
+    card = (run_dir / runs.MODEL_CARD).read_text()
+    sections = re.findall(r"^## (.+)$", card, re.M)
+    assert sections == ["Model details", "Intended use", "Factors", "Metrics", "Training data",
+                        "Evaluation data", "Quantitative analyses", "Ethical considerations",
+                        "Caveats and recommendations", "How to reproduce"]  # fmt: skip
+    evaluation = runs.read_json(run_dir / runs.EVALUATION)["metrics"]
+    record = runs.read_json(run_dir / runs.CONFIG)
+    assert f"| MNIST test | 10,000 | {evaluation['accuracy']:.4f} |" in card
+    assert re.search(r"^\| scikit-learn digits \| 1,797 \| 0\.\d{4} \|", card, re.M)
+    zero = evaluation["per_class"]["0"]
+    assert f"| 0 | {zero['precision']:.4f} | {zero['recall']:.4f} |" in card
+    assert record["data_sha256"] in card and f"jax {record['jax_version']}" in card
+    assert re.search(r"--min-confidence 0\.\d+` the model answers", card)
+
+    (command,) = [line for line in card.splitlines() if line.startswith("mnistlab train")]
+    words = shlex.split(command)
+    assert words[words.index("--limit") + 1] == "3000" and words[words.index("--epochs") + 1] == "2"
+    again = cli(*words[1:], "--quiet", "--run-dir", tmp_path / "again")
+    assert again.returncode == 0, again.stderr
+    metrics = runs.read_json(tmp_path / "again" / runs.METRICS)
+    assert metrics["test_loss"] == runs.read_json(run_dir / runs.METRICS)["test_loss"]
+
+    with TestClient(create_app(ServeConfig(run=str(run_dir)))) as client:
+        assert client.get("/metadata").json()["model_card"] == card

@@ -149,33 +149,9 @@ def test_a_run_killed_after_epoch_2_resumes_at_epoch_3_and_finishes(tmp_path):
     assert not (run_dir / runs.BACKUP).exists()
 
 
-def on_a_terminal(*args, timeout=300):
-    """Run `python -m mnistlab ARGS` with its output on a pseudo-terminal (as a user sees
-    it: progress bars drawn); everything it wrote, as text."""
-    import pty
-
-    leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "mnistlab", *map(str, args)],
-                               stdout=follower, stderr=follower, close_fds=True)  # fmt: skip
-    os.close(follower)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed: the process has exited
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(leader)
-    text = re.sub(r"\x1b\[[0-9;]*m", "", out.decode(errors="replace"))  # colours
-    assert process.wait(timeout=timeout) == 0, text[-2000:]
-    return text
-
-
-def test_the_progress_bar_counts_the_steps_of_an_epoch_in_a_tiny_run(tmp_path):
+def test_the_progress_bar_counts_the_steps_of_an_epoch_in_a_tiny_run(terminal, tmp_path):
     # 4,000 training images in batches of 128: 32 steps, fewer than steps_per_execution.
-    text = on_a_terminal("train", "--epochs", 2, "--limit", 5000, "--run-dir", tmp_path / "r")
+    text = terminal("train", "--epochs", 2, "--limit", 5000, "--run-dir", tmp_path / "r")
     counts = {tuple(map(int, m)) for m in re.findall(r"(\d+)/(\d+) ━", text)}
     assert counts, text
     assert all(done <= total for done, total in counts), counts  # never "75/32"

@@ -1,0 +1,180 @@
+"""model_card.md: what a run's final model is, how it was made, how well it reads digits
+and where it should not be trusted, in the sections of Mitchell et al. (2019), "Model
+Cards for Model Reporting", with Hugging Face's metadata header."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import typing
+
+from mnistlab.config import PRESETS, TrainConfig
+from mnistlab.runs import Run
+
+# The share of accepted answers that must be right for the reject threshold quoted.
+RELIABLE = 0.995
+
+
+def render(
+    run: Run,
+    test: dict[str, typing.Any],
+    other: dict[str, typing.Any],
+    reject: dict[str, float] | None,
+    strings: dict[str, typing.Any] | None = None,
+) -> str:
+    """The card of the run's final model, from its MNIST test metrics (`test`), its
+    metrics on scikit-learn's digits (`other`), the reject threshold that leaves RELIABLE
+    of the accepted answers right on the test set, and the string benchmark if it ran."""
+    p, m = run.provenance, run.metrics or {}
+    versions = ", ".join(
+        f"{k.removesuffix('_version')} {v}"
+        for k, v in p.items()
+        if k.endswith("_version") and k not in ("mnistlab_version", "python_version")
+    )
+    per_class = "\n".join(
+        f"| {d} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} | {s['support']} |"
+        for d, s in test["per_class"].items()
+    )
+    if reject:
+        threshold = (
+            f"At `--min-confidence {reject['threshold']:.6g}` the model answers "
+            f"{reject['coverage']:.1%} of the MNIST test digits and {reject['accuracy']:.2%} "
+            f"of those answers are right; below it, it says `unsure`."
+        )
+    else:
+        threshold = f"No threshold makes {RELIABLE:.1%} of its MNIST test answers right."
+    reading = ""
+    if strings:
+        reading = (
+            f"\nWhole numbers (`mnistlab read`, {strings['n']} numbers written with these "
+            f"test digits, seed {strings['seed']}): {strings['string_accuracy']:.2%} read "
+            f"right, digits {strings['digit_accuracy']:.2%}.\n"
+        )
+    kind = "an ensemble (mean of its members' probabilities)" if run.preset == "ensemble" else (
+        f"the `{run.preset}` preset"
+    )  # fmt: skip
+    return f"""---
+library_name: keras
+pipeline_tag: image-classification
+tags: [mnist, digits, mnistlab]
+datasets: [mnist]
+metrics: [accuracy]
+---
+
+# Model card: {run.path.name}
+
+## Model details
+- {kind}, made by mnistlab {p.get("mnistlab_version", "?")}: {_architecture(run)}.
+- Trained on {p.get("backend", "?")}: {versions}; Python {p.get("python_version", "?")}; \
+{p.get("cpu", "CPU not recorded")}. Created {p.get("created", "?")}.
+- Epochs run: {m.get("epochs_run", "-")}, final weights from epoch {m.get("best_epoch", "-")} \
+(lowest val_loss); {m.get("training_seconds", 0):.0f} s of training.
+- Files: `final_model.keras` (this card), `best_model.keras` (highest val_accuracy).
+
+## Intended use
+Reading one handwritten digit per image, 0-9, written as MNIST's were (dark pen on light
+paper, one digit per box): a learning and benchmarking model, and a digit reader behind
+`mnistlab predict`, `read` and `serve` where a person checks what it is unsure of. Not for
+decisions about people without that check.
+
+## Factors
+MNIST's digits were written by about 500 people (US Census Bureau employees and high
+school students), size-normalised and centred. Accuracy depends on how close new writing
+is to theirs: other writers, pens, scanners and cameras lower it (see the other source
+below).
+
+## Metrics
+Accuracy and cross-entropy on held-out digits; per-class precision, recall and F1; the
+reject threshold: the lowest confidence at which {RELIABLE:.1%} of accepted answers are
+right on the MNIST test set.
+
+## Training data
+`{run.data_source}`, sha256 `{run.data_sha256}`: {_training_digits(run)}.
+
+## Evaluation data
+- The 10,000 MNIST test digits (never seen in training).
+- scikit-learn's 1,797 8x8 digits (other writers, another scanner), made MNIST-style.
+
+## Quantitative analyses
+| data | digits | accuracy | loss |
+|---|---|---|---|
+| MNIST test | {test["n"]:,} | {test["accuracy"]:.4f} | {test["loss"]:.4f} |
+| scikit-learn digits | {other["n"]:,} | {other["accuracy"]:.4f} | {other["loss"]:.4f} |
+
+{threshold}
+{reading}
+| digit | precision | recall | F1 | support |
+|---|---|---|---|---|
+{per_class}
+
+## Ethical considerations
+The data are digits only, with no personal information. A misread digit in an amount,
+a postcode or a grade changes its meaning: use the reject threshold, and have people
+check what is rejected.
+
+## Caveats and recommendations
+- One centred digit per image for `predict`; numbers go to `mnistlab read`.
+- Accuracy on MNIST's own writers overstates accuracy on yours; the scikit-learn figure
+  above is closer to what new writing gets. Measure on a sample of your own documents.
+- Same seed, same result holds for the same versions and CPU as above.
+
+## How to reproduce
+```
+{reproduce(run)}
+mnistlab evaluate RUN
+```
+"""
+
+
+def _training_digits(run: Run) -> str:
+    c = run.config
+    if not isinstance(c, TrainConfig):
+        return "each member's own (see their cards)"
+    digits = f"the first {c.limit:,} training digits" if c.limit else "the training digits"
+    return (
+        f"{digits}, the last {c.validation_split:.0%} of them held out for validation "
+        "(early stopping and the checkpoints)"
+    )
+
+
+def _architecture(run: Run) -> str:
+    c = run.config
+    if not isinstance(c, TrainConfig):
+        return f"{len(c.members)} members: " + ", ".join(f"`{m}`" for m in c.members)
+    layers = [f"Conv2D {f} 3x3 + max-pool" for f in c.conv_filters]
+    layers += [f"Dense {u} ReLU" for u in c.hidden_units]
+    extras = [f"dropout {c.dropout}"] if c.dropout else []
+    extras += [f"L2 {c.l2}"] if c.l2 else []
+    extras += ["augmented batches"] if c.augment else []
+    return (
+        " -> ".join([*layers, "Dense 10 softmax"])
+        + f"; {c.optimizer}, learning rate {c.learning_rate} ({c.lr_schedule}), batch "
+        + f"{c.batch_size}, seed {c.seed}"
+        + "".join(f"; {e}" for e in extras)
+    )
+
+
+def reproduce(run: Run) -> str:
+    """The command that trains this run again: its preset, and a flag for each value that
+    differs from the preset's."""
+    c = run.config
+    if not isinstance(c, TrainConfig):
+        members = " ".join(shlex.quote(m) for m in c.members)
+        return f"mnistlab ensemble {members} --model {c.model}  # after training each member"
+    preset = PRESETS.get(c.preset, TrainConfig())
+    words = ["mnistlab", "train", "--preset", c.preset]
+    hidden = []
+    for field in dataclasses.fields(TrainConfig):
+        value = getattr(c, field.name)
+        if field.name == "preset" or value == getattr(preset, field.name):
+            continue
+        if not field.metadata["cli"]:
+            hidden.append(field.name)
+            continue
+        flag = field.metadata["flag"] or "--" + field.name.replace("_", "-")
+        words += [flag] if value is True else [flag, str(value)]
+    words += ["--data", run.data_source]
+    command = " ".join(shlex.quote(w) for w in words)
+    if hidden:  # a tuned configuration: set from Python or --from-study, not by flags
+        command += f"  # and {', '.join(hidden)} as in config.json (--from-study sets them)"
+    return command
