@@ -9,10 +9,17 @@ import typing
 
 from mnistlab.runs import Run
 
+# Fits a 390 px phone as well as a desktop: long values wrap, a wide table scrolls inside
+# its own box, never the page.
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 1em auto; padding: 0 1em;
+       max-width: 1100px; color: #222; }
+p, code, td.text { overflow-wrap: anywhere; }
+@media (max-width: 600px) { body { font-size: 14px; } th, td { padding: 0.2em 0.35em; } }
+h1 { font-size: 1.6em; }
+.table { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
 th { background: #f3f3f3; }
 td.text, th.text { text-align: left; }
 img.figure { max-width: 100%; display: block; margin: 1em 0; }
@@ -54,6 +61,7 @@ def data_uri(png: bytes) -> str:
 def page(title: str, body: str) -> str:
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
         f"<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
     )
@@ -69,7 +77,7 @@ def table(header: typing.Sequence[str], rows: typing.Iterable[typing.Sequence], 
         )
 
     body = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows)
-    return f"<table><tr>{cells(header, 'th')}</tr>{body}</table>"
+    return f"<div class=table><table><tr>{cells(header, 'th')}</tr>{body}</table></div>"
 
 
 def figure(png: bytes, alt: str) -> str:
@@ -112,8 +120,8 @@ def run_report(
             "<h2>Figures</h2>",
             *(figure(png, name) for name, png in figures.items()),
             f"<h2>The {len(mistakes)} most confident mistakes</h2>",
-            "<table><tr><th>image</th><th>test index</th><th>true</th><th>predicted</th>"
-            f"<th>confidence</th></tr>{mistake_rows}</table>",
+            "<div class=table><table><tr><th>image</th><th>test index</th><th>true</th>"
+            f"<th>predicted</th><th>confidence</th></tr>{mistake_rows}</table></div>",
             "<h2>Configuration</h2>",
             table(["setting", "value"], config_rows, text_columns=2),
         ]

@@ -45,3 +45,16 @@ def test_compare_page_renders(browser, cli, tiny_runs, tmp_path):
     widths = page.evaluate("Array.from(document.images).map(i => i.naturalWidth)")
     assert widths == [1200, 1000]  # overlaid curves; two confusion matrices side by side
     assert page.locator("table tr").count() == 3
+
+
+def test_report_fits_a_phone_without_sideways_scrolling(browser, default_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(default_run[0], run_dir)
+    evaluate_run(run_dir, load_digits_set(), strings=20)
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto((run_dir / runs.REPORT).as_uri())
+    page.wait_for_load_state("load")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # Every figure is shown whole, scaled to the screen.
+    boxes = [i.bounding_box() for i in page.locator("img.figure").all()]
+    assert len(boxes) == 6 and all(b["x"] >= 0 and b["x"] + b["width"] <= 390 for b in boxes)
