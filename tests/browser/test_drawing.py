@@ -93,9 +93,7 @@ def test_on_a_desktop_pad_and_answer_sit_side_by_side_with_every_bar_in_the_wind
     page.close()
 
 
-def test_on_a_phone_the_page_stacks_with_margins_and_never_scrolls_sideways(
-    browser, server, mnist
-):
+def test_on_a_phone_the_page_stacks_with_margins_and_never_scrolls_sideways(browser, server, mnist):
     page = browser.new_page(viewport=PHONE)
     page.goto(server)
     draw(page, mnist.x_test[0])

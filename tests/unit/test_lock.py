@@ -1,10 +1,10 @@
 """The lock files that `make` and CI install from agree with pyproject's ranges."""
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
