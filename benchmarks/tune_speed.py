@@ -1,10 +1,13 @@
-"""Trials per 10 minutes and best validation accuracy: median pruner against no pruner.
+"""Trials per 10 minutes and best validation accuracy of two searches side by side: the
+median pruner against none (--compare pruners), or the default search space against the
+seed's (--compare spaces, both with the median pruner).
 
 Both searches get the same seed, data, epochs and wall-clock budget; each is a real
 `mnistlab tune --no-retrain --timeout BUDGET` in its own process. Trials finished per
 10 minutes = finished (complete + pruned) trials * 600 / budget.
 
-Usage: python benchmarks/tune_speed.py [--budget 600] [--limit N] [--epochs 20] [--data PATH]
+Usage: python benchmarks/tune_speed.py [--compare pruners|spaces] [--budget 600] [--limit N]
+       [--epochs 20] [--data PATH]
 """
 
 import argparse
@@ -19,12 +22,23 @@ import optuna
 TEN_MINUTES = 600
 
 
-def search(pruner: str, args: argparse.Namespace, folder: str) -> tuple[int, int, float]:
-    """(finished trials, pruned trials, best value) of one budgeted search."""
+# What each comparison runs: (name, the options that differ), the baseline first.
+COMPARISONS = {
+    "pruners": [("none", ["--pruner", "none"]), ("median", ["--pruner", "median"])],
+    "spaces": [("seed", ["--space", "seed"]), ("default", ["--space", "default"])],
+}
+CHANCE = 0.1  # a val_accuracy at or below this learned nothing
+
+
+def search(
+    name: str, options: list[str], args: argparse.Namespace, folder: str
+) -> tuple[int, int, int, float]:
+    """(finished trials, pruned trials, trials at chance or below, best value) of one
+    budgeted search."""
     from mnistlab import tune  # imports Keras: after the backend is chosen
 
     command = [sys.executable, "-m", "mnistlab", "tune", "--no-retrain", "--quiet",
-               "--pruner", pruner, "--study", pruner, "--seed", str(args.seed),
+               *options, "--study", name, "--seed", str(args.seed),
                "--trials", "100000", "--timeout", str(args.budget),
                "--epochs", str(args.epochs)]  # fmt: skip
     if args.limit:
@@ -32,15 +46,17 @@ def search(pruner: str, args: argparse.Namespace, folder: str) -> tuple[int, int
     if args.data:
         command += ["--data", args.data]
     subprocess.run(command, cwd=folder, check=True, stdout=subprocess.DEVNULL)
-    storage = tune.storage_url(pruner, None, Path(folder) / "runs")
-    study = optuna.load_study(study_name=pruner, storage=storage)
+    storage = tune.storage_url(name, None, Path(folder) / "runs")
+    study = optuna.load_study(study_name=name, storage=storage)
     finished = study.get_trials(states=tune.FINISHED)
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in finished)
-    return len(finished), pruned, study.best_value
+    hopeless = sum(max(t.intermediate_values.values(), default=0) <= CHANCE for t in finished)
+    return len(finished), pruned, hopeless, study.best_value
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--compare", choices=COMPARISONS, default="pruners")
     parser.add_argument("--budget", type=float, default=TEN_MINUTES, help="seconds per search")
     parser.add_argument("--limit", type=int, default=None, help="training images per trial")
     parser.add_argument("--epochs", type=int, default=20)
@@ -49,18 +65,18 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("KERAS_BACKEND", "jax")
 
-    results = {}
+    results = []
     with tempfile.TemporaryDirectory() as folder:
-        for pruner in ("none", "median"):
-            finished, pruned, best = search(pruner, args, folder)
+        for name, options in COMPARISONS[args.compare]:
+            finished, pruned, hopeless, best = search(name, options, args, folder)
             per_ten = finished * TEN_MINUTES / args.budget
-            results[pruner] = (per_ten, best)
-            print(f"pruner={pruner}: {finished} trials ({pruned} pruned) in {args.budget:.0f} s "
-                  f"= {per_ten:.1f} per 10 min, best val_accuracy {best:.4f}",
-                  flush=True)  # fmt: skip
-    (none_rate, none_best), (median_rate, median_best) = results["none"], results["median"]
-    print(f"median/none: {median_rate / none_rate:.2f}x trials, "
-          f"best val_accuracy {median_best - none_best:+.4f}")  # fmt: skip
+            results.append((name, per_ten, best))
+            print(f"{args.compare[:-1]}={name}: {finished} trials ({pruned} pruned, {hopeless} "
+                  f"at chance or below) in {args.budget:.0f} s = {per_ten:.1f} per 10 min, "
+                  f"best val_accuracy {best:.4f}", flush=True)  # fmt: skip
+    (base, base_rate, base_best), (other, rate, best) = results
+    print(f"{other}/{base}: {rate / base_rate:.2f}x trials, "
+          f"best val_accuracy {best - base_best:+.4f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -39,7 +39,11 @@ class TensorBoardLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         step = epoch + 1
-        for name, value in (logs or {}).items():
+        # The rate the optimizer will use next (a schedule's or the plateau's), as Keras'
+        # callback logs it: so that schedules can be seen.
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        logs = {**(logs or {}), "learning_rate": rate}
+        for name, value in logs.items():
             split, tag = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
             self._writers[split].add_scalar(f"epoch_{tag}", float(value), step)
         for weight in self.model.weights:

@@ -223,6 +223,7 @@ def _type_name(tp: typing.Any) -> str:
 
 SAMPLERS = ("tpe", "random", "gp", "grid")
 PRUNERS = ("median", "hyperband", "none")
+SPACES = ("default", "seed")
 _MODEL_HELP = "final_model.keras (best val_loss) or best_model.keras (best val_accuracy)"
 _ENGINE_HELP = (
     "keras, or onnx: ONNX Runtime on the run's ONNX export (an .onnx file is always run with onnx)"
@@ -240,6 +241,12 @@ class TuneConfig(_Config):
         "worker that shares it",
     )
     repeats: int = option(1, "trainings per trial (seeds seed, seed+1, ...), averaged")
+    space: str = option(
+        "default",
+        "search space: default (no hopeless region), or seed (the published notebook's, "
+        "with plain SGD and L2 up to 1.0)",
+        choices=SPACES,
+    )
     sampler: str = option("tpe", "Optuna sampler", choices=SAMPLERS)
     pruner: str = option("median", "Optuna pruner", choices=PRUNERS)
     epochs: int = option(20, "most epochs per training (early stopping still applies)")
@@ -266,6 +273,7 @@ class TuneConfig(_Config):
             (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
             one_of("sampler", self.sampler, SAMPLERS),
             one_of("pruner", self.pruner, PRUNERS),
+            one_of("space", self.space, SPACES),
             one_of("preset", self.preset, PRESETS),
             (self.timeout is None or self.timeout > 0, "timeout must be > 0"),
             (self.limit is None or self.limit > 1, f"limit must be > 1, got {self.limit}"),

@@ -9,6 +9,7 @@ import sys
 import time
 
 import keras
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -98,6 +99,20 @@ def test_artifacts_and_tensorboard_logs(default_run):
     histograms = events.Tags()["histograms"]
     assert len(histograms) == 8
     assert all(len(events.Histograms(tag)) == len(history) for tag in histograms)
+    rates = [e.value for e in events.Scalars("epoch_learning_rate")]
+    assert rates == pytest.approx([1e-3] * len(history))  # the preset's constant rate
+
+
+def test_a_schedule_is_seen_in_tensorboard_epoch_by_epoch(cli, tmp_path):
+    result = cli("train", "--quiet", "--limit", 3000, "--epochs", 3, "--lr-schedule", "cosine",
+                 "--run-dir", tmp_path / "r")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    events = EventAccumulator(str(tmp_path / "r" / "tensorboard" / "train"))
+    events.Reload()
+    rates = [e.value for e in events.Scalars("epoch_learning_rate")]
+    # Cosine decay from 1e-3 to 1e-5 over the 3 epochs: read after each epoch.
+    expected = [1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + np.cos(np.pi * k / 3)) for k in (1, 2, 3)]
+    assert rates == pytest.approx(expected, rel=1e-3)
 
 
 def tiny_training(cli, run_dir, seed):

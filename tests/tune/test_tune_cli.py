@@ -24,6 +24,32 @@ def finished(study):
     return study.get_trials(states=tune.FINISHED)
 
 
+def assert_in_the_hparams_dashboard(folder, trials):
+    """Each finished trial, read back from its event file as TensorBoard's HParams plugin
+    reads it: its parameters, and its val_accuracy (the trial's value) and val_loss."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    for trial in trials:
+        events = EventAccumulator(str(folder / "tensorboard" / f"trial-{trial['number']:04d}"))
+        events.Reload()
+        content = events.PluginTagToContent(metadata.PLUGIN_NAME)
+        start = metadata.parse_session_start_info_plugin_data(
+            content[metadata.SESSION_START_INFO_TAG]
+        )
+        logged = {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
+        for name, value in trial["params"].items():
+            assert logged[name] == (value if isinstance(value, str) else pytest.approx(value))
+        assert len(logged) == 3 + 3 * 4 + 1  # every layer's parameters, present or not
+        experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
+        names = {m.name.tag for m in experiment.metric_infos}
+        assert names == {"val_accuracy", "val_loss"}
+        (accuracy,) = events.Scalars("val_accuracy")
+        if trial["state"] == "COMPLETE":
+            assert accuracy.value == pytest.approx(trial["value"], abs=1e-6)
+        assert events.Scalars("val_loss")[0].value > 0
+
+
 def test_tune_end_to_end_then_resume(cli, tmp_path):
     result = cli("tune", *TINY, "--trials", 3, "--study", "s", "--seed", 0, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -43,6 +69,7 @@ def test_tune_end_to_end_then_resume(cli, tmp_path):
     ]
     assert "deep-mlp-tuned" in result.stdout.split("best trial")[1]
     assert (folder / "compare.html").is_file()
+    assert_in_the_hparams_dashboard(folder, record["trials"])
 
     # Again with a bigger target: the three trials are kept, one more is run.
     again = cli("tune", *TINY, "--trials", 4, "--study", "s", "--no-retrain", cwd=tmp_path)

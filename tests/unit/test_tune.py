@@ -17,30 +17,53 @@ from mnistlab.config import PRESETS, ConfigError, TuneConfig
 BASE = PRESETS["deep-mlp"]
 
 
-def test_search_space_stays_in_its_bounds():
+SEEDS_SPACE = {"units": (32, 32), "l2": {0.0, 0.01, 0.1, 1.0}, "lr": (1e-4, 3e-3),
+               "optimizers": {"adam", "sgd", "rmsprop"}}  # fmt: skip
+DEFAULT_SPACE = {"units": (64, 64), "l2": {0.0, 1e-5, 1e-4}, "lr": (3e-4, 3e-3),
+                 "optimizers": {"adam", "rmsprop"}}  # fmt: skip
+
+
+@pytest.mark.parametrize(("space", "bounds"), [("seed", SEEDS_SPACE), ("default", DEFAULT_SPACE)])
+def test_search_space_stays_in_its_bounds(space, bounds):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     layer_counts, optimizers = set(), set()
     for _ in range(200):
-        config = tune.suggest_config(study.ask(), BASE)
+        config = tune.suggest_config(study.ask(), BASE, space)
         n = len(config.hidden_units)
         layer_counts.add(n)
         optimizers.add(config.optimizer)
         assert 1 <= n <= 4
-        assert all(32 <= u <= 512 and u % 32 == 0 for u in config.hidden_units)
+        low, step = bounds["units"]
+        assert all(low <= u <= 512 and u % step == 0 for u in config.hidden_units)
         assert all(d in (0.1, 0.2, 0.3, 0.4, 0.5) for d in config.dropout)
-        assert all(v in (0.0, 0.01, 0.1, 1.0) for v in config.l2)
+        assert all(v in bounds["l2"] for v in config.l2)
         assert len(config.dropout) == len(config.l2) == n
-        assert 1e-4 <= config.learning_rate <= 3e-3
+        assert bounds["lr"][0] <= config.learning_rate <= bounds["lr"][1]
         assert config.batch_size in (64, 128, 256)
         assert config.preset == "deep-mlp-tuned"
     assert layer_counts == {1, 2, 3, 4}
-    assert optimizers == {"adam", "sgd", "rmsprop"}
+    assert optimizers == bounds["optimizers"]
 
 
-def test_a_trials_params_rebuild_its_config():
+def test_every_space_named_on_the_command_line_exists():
+    from mnistlab.config import SPACES
+
+    assert tuple(tune.SPACES) == SPACES
+
+
+@pytest.mark.parametrize("space", ["seed", "default"])
+def test_a_trials_params_rebuild_its_config(space):
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1)).ask()
-    suggested = tune.suggest_config(trial, BASE)
-    assert tune.config_from_params(trial.params, BASE) == suggested
+    suggested = tune.suggest_config(trial, BASE, space)
+    assert tune.config_from_params(trial.params, BASE, space) == suggested
+
+
+def test_a_study_is_resumed_only_in_its_own_space(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    tune.open_study(TuneConfig(study="s", storage=url, space="seed"), tmp_path)
+    with pytest.raises(tune.TuneError, match="searches the 'seed' space; resume it with --space"):
+        tune.open_study(TuneConfig(study="s", storage=url), tmp_path)
+    assert tune.open_study(TuneConfig(study="s", storage=url, space="seed"), tmp_path)
 
 
 def scripted_fit(curves):
@@ -52,8 +75,8 @@ def scripted_fit(curves):
         calls.append(config.seed)
         history = []
         for epoch, value in enumerate(curve):
-            history.append({"val_accuracy": value})
-            on_epoch_end(epoch, {"val_accuracy": value})
+            history.append({"val_accuracy": value, "val_loss": 1 - value})
+            on_epoch_end(epoch, history[-1])
         return history
 
     return fake, calls
@@ -160,7 +183,7 @@ def test_workers_sharing_a_study_end_with_exactly_the_trials_asked_for(tmp_path,
     def slow_fit(config, data, on_epoch_end):
         for epoch in range(3):
             time.sleep(0.05)
-            on_epoch_end(epoch, {"val_accuracy": 0.5 + 0.1 * epoch})
+            on_epoch_end(epoch, {"val_accuracy": 0.5 + 0.1 * epoch, "val_loss": 1 - 0.1 * epoch})
         return [{"val_accuracy": 0.7}]
 
     monkeypatch.setattr(tune, "fit_and_validate", slow_fit)
