@@ -18,6 +18,7 @@ import gc
 import importlib.resources
 import json
 import os
+import socket
 import threading
 import time
 import urllib.request
@@ -41,6 +42,7 @@ from mnistlab import images, runs, segment
 from mnistlab.batcher import Batcher
 from mnistlab.config import MAX_DIGITS, ServeConfig
 from mnistlab.data import IMAGE_SHAPE
+from mnistlab.errors import UserError
 from mnistlab.predictor import Predictor
 from mnistlab.reader import Reader
 from mnistlab.schemas import (
@@ -182,6 +184,7 @@ def serve(config: ServeConfig) -> None:
 
     # Fail here, in one line, rather than with a traceback in each worker's start-up.
     _metadata(config, Predictor.load(Path(config.run), config.model, config.engine))
+    _check_free(config.host, config.port)
     os.environ[CONFIG_ENV] = json.dumps(config.to_dict())  # read by each worker's app factory
     threading.Thread(target=_announce, args=(config,), daemon=True).start()
     log_config = copy.deepcopy(LOGGING_CONFIG)
@@ -199,6 +202,24 @@ def serve(config: ServeConfig) -> None:
         log_config=log_config,
         access_log=config.access_log,
     )
+
+
+def _check_free(host: str, port: int) -> None:
+    """A port another server holds is a clear error now, not uvicorn's after start-up (and
+    not an announcement of the other server, whose /health would answer)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise UserError(f"cannot listen on {host!r}: {e.strerror}") from e
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise UserError(
+                f"cannot listen on {host}:{port}: {e.strerror}; choose another --port"
+            ) from e
 
 
 def _announce(config: ServeConfig) -> None:

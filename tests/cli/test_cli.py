@@ -157,3 +157,15 @@ def test_serve_says_where_the_page_and_docs_are_and_logs_requests_when_asked(tin
     assert "GET /docs" not in out  # no access log unless asked
     out, _, _ = serve_and_read(tiny_runs[0], "--access-log")
     assert '"GET /docs HTTP/1.1" 200' in out
+
+
+def test_serve_on_a_port_in_use_is_one_line_not_an_announcement(cli, tiny_runs, served_on_loopback):
+    with served_on_loopback(tiny_runs[0]) as url:
+        port = url.rsplit(":", 1)[1]
+        second = cli("serve", tiny_runs[0], "--port", port, timeout=120)
+    assert second.returncode == 2
+    assert second.stdout == ""  # the other server's /health must not be taken for its own
+    assert second.stderr == (
+        f"mnistlab: error: cannot listen on 127.0.0.1:{port}: Address already in use; "
+        "choose another --port\n"
+    )
