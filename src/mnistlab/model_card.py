@@ -25,7 +25,7 @@ def render(
     """The card of the run's final model, from its MNIST test metrics (`test`), its
     metrics on scikit-learn's digits (`other`), the reject threshold that leaves RELIABLE
     of the accepted answers right on the test set, and the string benchmark if it ran."""
-    p, m = run.provenance, run.metrics or {}
+    p = run.provenance
     versions = ", ".join(
         f"{k.removesuffix('_version')} {v}"
         for k, v in p.items()
@@ -67,9 +67,7 @@ metrics: [accuracy]
 - {kind}, made by mnistlab {p.get("mnistlab_version", "?")}: {_architecture(run)}.
 - Trained on {p.get("backend", "?")}: {versions}; Python {p.get("python_version", "?")}; \
 {p.get("cpu", "CPU not recorded")}. Created {p.get("created", "?")}.
-- Epochs run: {m.get("epochs_run", "-")}, final weights from epoch {m.get("best_epoch", "-")} \
-(lowest val_loss); {m.get("training_seconds", 0):.0f} s of training.
-- Files: `final_model.keras` (this card), `best_model.keras` (highest val_accuracy).
+- {_training(run)}
 
 ## Intended use
 Reading one handwritten digit per image, 0-9, written as MNIST's were (dark pen on light
@@ -126,6 +124,19 @@ mnistlab evaluate RUN
 """
 
 
+def _training(run: Run) -> str:
+    m = run.metrics or {}
+    seconds = f"{m.get('training_seconds', 0):.0f} s of training"
+    if not isinstance(run.config, TrainConfig):
+        return f"Its members ran {m.get('epochs_run', '-')} epochs in all, {seconds}. File: \
+`final_model.keras`."
+    return (
+        f"Epochs run: {m['epochs_run']}, final weights from epoch {m['best_epoch']} (lowest "
+        f"val_loss); {seconds}. Files: `final_model.keras` (this card), `best_model.keras` "
+        "(highest val_accuracy)."
+    )
+
+
 def _training_digits(run: Run) -> str:
     c = run.config
     if not isinstance(c, TrainConfig):
@@ -160,7 +171,8 @@ def reproduce(run: Run) -> str:
     c = run.config
     if not isinstance(c, TrainConfig):
         members = " ".join(shlex.quote(m) for m in c.members)
-        return f"mnistlab ensemble {members} --model {c.model}  # after training each member"
+        out = shlex.quote(run.path.name)
+        return f"mnistlab ensemble {members} --model {c.model} --out {out}  # members trained first"
     preset = PRESETS.get(c.preset, TrainConfig())
     words = ["mnistlab", "train", "--preset", c.preset]
     hidden = []

@@ -53,6 +53,10 @@ def test_evaluate_compare_and_predict_take_an_ensemble(cli, ensemble_run, tiny_r
         runs.read_json(out / runs.METRICS)["test_accuracy"], abs=1e-6
     )
     assert len(list((out / runs.FIGURES).glob("*.png"))) == 5
+    card = (out / runs.MODEL_CARD).read_text()
+    members = " ".join(map(str, tiny_runs))
+    assert f"mnistlab ensemble {members} --model final --out {out.name}" in card
+    assert "best_model.keras" not in card  # an ensemble has none
 
     result = cli("compare", tiny_runs[0], out, "--out", tmp_path / "cmp.html")
     assert result.returncode == 0, result.stderr
