@@ -17,9 +17,10 @@ def scripted(monkeypatch):
     def fake(config, data, on_epoch_end):
         curve = CURVES[fake.calls]
         fake.calls += 1
-        for epoch, value in enumerate(curve):
-            on_epoch_end(epoch, {"val_accuracy": value})
-        return [{"val_accuracy": v} for v in curve]
+        history = [{"val_accuracy": v, "val_loss": 1 - v} for v in curve]
+        for epoch, logs in enumerate(history):
+            on_epoch_end(epoch, logs)
+        return history
 
     fake.calls = 0
     monkeypatch.setattr(tune, "fit_and_validate", fake)
