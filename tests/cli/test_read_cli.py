@@ -60,7 +60,15 @@ def test_read_length_and_min_confidence(cli, default_run, folder):
     root, _ = folder
     result = cli("read", default_run[0], root / "form-1.png", "--json", "--length", "6")
     assert len(json.loads(result.stdout)["text"]) == 6
-    unsure = cli("read", default_run[0], root / "form-1.png", "--min-confidence", "1")
+    forms = sorted(root.glob("form-*.png"))
+    records = [
+        json.loads(line)
+        for line in cli("read", default_run[0], *forms, "--json").stdout.splitlines()
+    ]
+    least = min(records, key=lambda r: r["confidence"])  # a reading can be sure to 1.0
+    assert least["confidence"] < 1
+    between = (least["confidence"] + 1) / 2
+    unsure = cli("read", default_run[0], least["file"], "--min-confidence", between)
     assert unsure.stdout.split()[1] == "unsure"
     assert "0 read, 1 unsure" in unsure.stdout
 
@@ -85,7 +93,7 @@ def test_string_benchmark_in_evaluate(cli, default_run):
     record = json.loads((default_run[0] / "evaluation.json").read_text())
     strings = record["strings"]
     assert strings["n"] == 60 and strings["seed"] == STRING_SEED and strings["length"] == 5
-    # Measured on 500 such strings: 0.92, none touching 0.94, digits 0.984 (README).
+    # Measured on 500 such strings: 0.926, none touching 0.914, digits 0.985 (README).
     assert strings["string_accuracy"] >= 0.8
     assert strings["not_touching"]["accuracy"] >= 0.8
     assert strings["digit_accuracy"] >= 0.95
