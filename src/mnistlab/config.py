@@ -69,6 +69,11 @@ def option(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def flag_of(field: dataclasses.Field) -> str:
+    """The command-line flag of a field: its own, else --field-name."""
+    return field.metadata["flag"] or "--" + field.name.replace("_", "-")
+
+
 def choices_of(field: dataclasses.Field) -> tuple[str, ...] | None:
     choices = field.metadata.get("choices")
     return tuple(choices() if callable(choices) else choices) if choices else None

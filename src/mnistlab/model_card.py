@@ -8,7 +8,7 @@ import dataclasses
 import shlex
 import typing
 
-from mnistlab.config import PRESETS, TrainConfig
+from mnistlab.config import PRESETS, TrainConfig, flag_of
 from mnistlab.runs import Run
 
 # The share of accepted answers that must be right for the reject threshold quoted.
@@ -183,8 +183,7 @@ def reproduce(run: Run) -> str:
         if not field.metadata["cli"]:
             hidden.append(field.name)
             continue
-        flag = field.metadata["flag"] or "--" + field.name.replace("_", "-")
-        words += [flag] if value is True else [flag, str(value)]
+        words += [flag_of(field)] if value is True else [flag_of(field), str(value)]
     words += ["--data", run.data_source]
     command = " ".join(shlex.quote(w) for w in words)
     if hidden:  # a tuned configuration: set from Python or --from-study, not by flags

@@ -9,7 +9,7 @@ import re
 import typing
 
 from mnistlab import config
-from mnistlab.config import choices_of
+from mnistlab.config import choices_of, flag_of
 
 # Every config with command-line fields.
 CONFIGS = (
@@ -53,7 +53,7 @@ def add_fields(
             metavar = field.metadata["metavar"] or field.name.upper()
             parser.add_argument(field.name, metavar=metavar, **kwargs)
             continue
-        flag = field.metadata["flag"] or "--" + field.name.replace("_", "-")
+        flag = flag_of(field)
         kwargs["default"] = argparse.SUPPRESS if base is not None else default
         parser.add_argument(flag, dest=field.name, **kwargs)
 
@@ -71,7 +71,7 @@ def as_flags(message: str) -> str:
     """A config error that starts with a field name ("top_k must be ...", "unknown model
     'x'; ..."), with the command-line flag for it instead."""
     flags = {
-        f.name: f.metadata["flag"] or "--" + f.name.replace("_", "-")
+        f.name: flag_of(f)
         for cls in CONFIGS
         for f in dataclasses.fields(cls)
         if f.metadata["cli"] and f.default is not dataclasses.MISSING
