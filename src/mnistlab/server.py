@@ -223,8 +223,8 @@ def _check_free(host: str, port: int) -> None:
 
 
 def _announce(config: ServeConfig) -> None:
-    """Say where the page and the docs are once the server answers (every worker started
-    and its model loaded): uvicorn's own start-up lines are hidden with its info logs."""
+    """Say where the page and the docs are once the server answers (a worker has started
+    and loaded its model): uvicorn's own start-up lines are hidden with its info logs."""
     loopback = config.host in ("127.0.0.1", "localhost", "::1")
     local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(config.host, config.host)
     base = f"http://{f'[{local}]' if ':' in local else local}:{config.port}"
