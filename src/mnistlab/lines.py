@@ -147,6 +147,26 @@ def digit_probabilities(p: np.ndarray, frames: np.ndarray) -> np.ndarray:
     return seen / seen.sum()
 
 
+def string_probability(p: np.ndarray, text: str) -> float:
+    """The line model's probability that the line reads `text`: CTC's forward sum over
+    every frame labelling that collapses to it (so a reading that could as well have one
+    digit more or less, or another digit, gets less than its best path suggests)."""
+    logp = np.log(p + 1e-30)
+    labels = np.zeros(2 * len(text) + 1, np.int64)  # blank, digit, blank, digit, ... blank
+    labels[1::2] = [int(c) + 1 for c in text]
+    # A path may jump over a blank between two different digits.
+    skip = np.zeros(len(labels), bool)
+    skip[2:] = (labels[2:] != BLANK) & (labels[2:] != labels[:-2])
+    alpha = np.full(len(labels), -np.inf)
+    alpha[:2] = logp[0, labels[:2]]
+    for t in range(1, len(p)):
+        step = alpha.copy()
+        step[1:] = np.logaddexp(step[1:], alpha[:-1])
+        step[2:] = np.where(skip[2:], np.logaddexp(step[2:], alpha[:-2]), step[2:])
+        alpha = step + logp[t, labels]
+    return float(np.exp(np.logaddexp(alpha[-1], alpha[-2]) if text else alpha[-1]))
+
+
 def _best_path(logp: np.ndarray, length: int) -> np.ndarray:
     """Viterbi over (digits so far, last label) states: the best frame labelling whose
     collapsed reading has exactly `length` digits."""
@@ -230,13 +250,16 @@ def build():
 
 def _examples(args: tuple[Path | None, int, int]) -> list[tuple[np.ndarray, str]]:
     """Line images (uint8) and texts of n numbers written with MNIST's training digits."""
-    from mnistlab import documents
+    from mnistlab import augment, documents
     from mnistlab.data import load_mnist
 
     data, seed, n = args
     mnist = load_mnist(data)
+    x = mnist.x_train
+    if seed % 2:  # every other chunk: the digits distorted, as other writers would draw them
+        x = augment.preview(x, seed)
     out = []
-    for document in documents.number_strings(mnist.x_train, mnist.y_train, n, seed):
+    for document in documents.number_strings(x, mnist.y_train, n, seed):
         try:
             field = segment.find_field(document.image.astype(np.float32))
         except segment.SegmentError:

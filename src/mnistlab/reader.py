@@ -5,10 +5,13 @@ what each looks like to it. segment.py shares the ink out among those digits, an
 run's classifier reads each digit's crop (every crop of every image in one batch). A
 digit's probabilities are the line model's times the classifier's, renormalised. A digit
 cut out of touching ink holds parts of its neighbours, so there the line model alone
-decides (measured: trusting those crops lost more numbers than it saved). The reading's
-confidence is the product of its digits' probabilities: the chance the whole number is
-right, were they calibrated and independent (the README's risk-coverage figures show how
-near that is).
+decides (measured: trusting those crops lost more numbers than it saved).
+
+The reading's confidence is the product of its digits' probabilities times the line
+model's probability of the whole string (lines.string_probability). The digits alone
+miss a digit too many or too few and a line the model is torn over: measured on 2,000
+five-digit numbers, accepting readings at 99.5% right kept 36% of them on the digits'
+product and 73% on this one. The README's risk-coverage figures show how calibrated it is.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from mnistlab.predictor import Predictor
 
 # Files read per model call by read_paths: their digits go in one batch.
 FILES_PER_BATCH = 32
+
+# A digit as segmented: its crop, box, wholeness and the line model's probabilities.
+_Seen = tuple[np.ndarray, list[int], bool, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -109,8 +115,9 @@ class Reader:
         posteriors = iter(
             self.line_model([f[1].image for f in found if not isinstance(f, UserError)])
         )
-        # Per image: its error, or its digits' crops, boxes, wholeness and line probabilities.
-        split: list[list[tuple[np.ndarray, list[int], bool, np.ndarray]] | UserError] = []
+        # Per image: its error, or its line posteriors and its digits' crops, boxes,
+        # wholeness and line probabilities.
+        split: list[tuple[np.ndarray, list[_Seen]] | UserError] = []
         for item in found:
             if isinstance(item, UserError):
                 split.append(item)
@@ -118,29 +125,32 @@ class Reader:
             field, line = item
             p = next(posteriors)
             try:
-                split.append(_digits(field, line, p, length))
+                split.append((p, _digits(field, line, p, length)))
             except segment.SegmentError as e:
                 split.append(e)
-        crops = [crop for s in split if not isinstance(s, UserError) for crop, *_ in s]
+        crops = [crop for s in split if not isinstance(s, UserError) for crop, *_ in s[1]]
         classified = iter(self.predictor.predict_proba(np.stack(crops)) if crops else ())
         return [
-            s if isinstance(s, UserError) else self._reading(s, [next(classified) for _ in s])
+            s if isinstance(s, UserError) else self._reading(*s, [next(classified) for _ in s[1]])
             for s in split
         ]
 
-    def _reading(self, digits, classified: list[np.ndarray]) -> Reading:
+    def _reading(self, p: np.ndarray, digits: list[_Seen], classified: list[np.ndarray]) -> Reading:
         read = []
         for (_, box, whole, seen), by_class in zip(digits, classified, strict=True):
             q = seen * by_class if whole else seen
             q = q / q.sum()
             read.append(Digit(int(q.argmax()), float(q.max()), box))
-        confidence = float(np.prod([d.probability for d in read]))
-        return Reading(
-            "".join(str(d.digit) for d in read), confidence, confidence < self.min_confidence, read
+        text = "".join(str(d.digit) for d in read)
+        confidence = float(np.prod([d.probability for d in read])) * lines.string_probability(
+            p, text
         )
+        return Reading(text, confidence, confidence < self.min_confidence, read)
 
 
-def _digits(field: segment.Field, line: lines.Line, p: np.ndarray, length: int | None):
+def _digits(
+    field: segment.Field, line: lines.Line, p: np.ndarray, length: int | None
+) -> list[_Seen]:
     """The line model's digits (frames) -> each one's 28x28 crop, box, wholeness and the
     line model's probabilities for it."""
     frames = lines.decode(p, length)

@@ -43,6 +43,19 @@ def test_decode_with_a_length_finds_the_best_path_of_that_length(length):
     assert path_logp == pytest.approx(brute_force(p, length), abs=1e-6)
 
 
+def test_string_probability_sums_every_path_that_reads_the_string():
+    rng = np.random.default_rng(0)
+    p = np.zeros((6, 11))
+    p[:, :4] = rng.dirichlet(np.ones(4), size=6)  # blank and digits 0, 1, 2; six frames
+    total: dict[str, float] = {}
+    for path in itertools.product(range(4), repeat=6):
+        text = "".join(str(c - 1) for k, c in enumerate(path) if c and (k == 0 or path[k - 1] != c))
+        total[text] = total.get(text, 0.0) + float(np.prod(p[np.arange(6), path]))
+    for text in ["", "0", "11", "101", "2012", "000", "012210"]:
+        assert lines.string_probability(p, text) == pytest.approx(total.get(text, 0.0), abs=1e-12)
+    assert sum(lines.string_probability(p, text) for text in total) == pytest.approx(1.0)
+
+
 def test_decode_refuses_a_length_the_frames_cannot_hold():
     with pytest.raises(segment.SegmentError, match="too little ink for 5 digits"):
         lines.decode(posteriors([0, 1, 0]), 5)
