@@ -7,9 +7,10 @@ where one written digit ends and the next begins, touching or not. It was traine
 numbers written with MNIST's *training* digits (documents.number_strings), so the string
 benchmark (the *test* digits) is new to it.
 
-The weights ship with the package (lines.npz); inference is NumPy (no framework, and no
-compilation per image width). `python -m mnistlab.lines` trains them again (12 epochs,
-about 70 minutes on 2 cores).
+The weights of two such models ship with the package (WEIGHTS); inference is NumPy (no
+framework, and no compilation per image width). `python -m mnistlab.lines [--augment]`
+trains them again (12 epochs, about 70 minutes each on 2 cores, plus 15 to 20 minutes
+writing the numbers).
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from scipy.special import softmax
 
 from mnistlab import segment
 
-WEIGHTS = "lines.npz"
+# Two line models read each line: one trained on numbers of MNIST's training digits as
+# they are, one with those digits distorted in every other chunk (`--augment`). Their
+# errors differ; the reader keeps the reading that both find likeliest (reader.py).
+WEIGHTS = ("lines.npz", "lines_augmented.npz")
 HEIGHT = 24  # the line image's rows; the ink's box is scaled to INNER of them
 INNER = 20  # as MNIST's digits fill 20 of 28 rows
 PAD = 4  # blank columns each side
@@ -88,9 +92,9 @@ class LineModel:
         self.layers = [(weights[f"w{k}"], weights[f"b{k}"]) for k in range(count)]
 
     @classmethod
-    def load(cls) -> LineModel:
-        """The weights that ship with the package."""
-        data = importlib.resources.files("mnistlab").joinpath(WEIGHTS).read_bytes()
+    def load(cls, name: str = WEIGHTS[0]) -> LineModel:
+        """Weights that ship with the package."""
+        data = importlib.resources.files("mnistlab").joinpath(name).read_bytes()
         with np.load(io.BytesIO(data)) as weights:
             return cls(dict(weights))
 
@@ -120,6 +124,11 @@ class LineModel:
             h = np.maximum(_conv(h, kernel, bias, axes=(1,)), 0)
         kernel, bias = self.layers[-1]
         return h @ kernel + bias
+
+
+def shipped() -> list[LineModel]:
+    """Every line model that ships with the package."""
+    return [LineModel.load(name) for name in WEIGHTS]
 
 
 def padded_width(width: int) -> int:
@@ -248,16 +257,15 @@ def build():
     return keras.Model(inputs, layers.Dense(11)(x))  # logits; softmax in inference
 
 
-def _examples(args: tuple[Path | None, int, int]) -> list[tuple[np.ndarray, str]]:
-    """Line images (uint8) and texts of n numbers written with MNIST's training digits."""
+def _examples(args: tuple[Path | None, int, int, bool]) -> list[tuple[np.ndarray, str]]:
+    """Line images (uint8) and texts of n numbers written with MNIST's training digits
+    (with `augment`, distorted in every other chunk, as other writers would draw them)."""
     from mnistlab import augment, documents
     from mnistlab.data import load_mnist
 
-    data, seed, n = args
+    data, seed, n, distort = args
     mnist = load_mnist(data)
-    x = mnist.x_train
-    if seed % 2:  # every other chunk: the digits distorted, as other writers would draw them
-        x = augment.preview(x, seed)
+    x = augment.preview(mnist.x_train, seed) if distort and seed % 2 else mnist.x_train
     out = []
     for document in documents.number_strings(x, mnist.y_train, n, seed):
         try:
@@ -289,13 +297,19 @@ def _batches(examples, batch: int, rng: np.random.Generator):
     return out
 
 
-def train(data: Path | None, out: Path, strings: int = TRAIN_STRINGS, epochs: int = EPOCHS):
+def train(
+    data: Path | None,
+    out: Path,
+    strings: int = TRAIN_STRINGS,
+    epochs: int = EPOCHS,
+    augment: bool = False,
+):
     """Fit the line model with CTC and save its weights (batch norm folded in)."""
     import multiprocessing
 
     import keras
 
-    seeds = [(data, 1000 + k, CHUNK) for k in range(strings // CHUNK)]
+    seeds = [(data, 1000 + k, CHUNK, augment) for k in range(strings // CHUNK)]
     with multiprocessing.get_context("spawn").Pool() as pool:
         examples = [e for part in pool.map(_examples, seeds) for e in part]
     validation, examples = examples[:VALIDATION], examples[VALIDATION:]
@@ -362,11 +376,15 @@ def _folded(model) -> dict[str, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Train the reader's line model (CTC).")
     parser.add_argument("--data", type=Path, help="mnist.npz (default: $MNISTLAB_DATA)")
-    parser.add_argument("--out", type=Path, default=Path("src/mnistlab") / WEIGHTS)
+    parser.add_argument(
+        "--augment", action="store_true", help=f"distort the digits: makes {WEIGHTS[1]}"
+    )
+    parser.add_argument("--out", type=Path, help="default: src/mnistlab/ and its weights' name")
     parser.add_argument("--strings", type=int, default=TRAIN_STRINGS)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     args = parser.parse_args()
-    train(args.data, args.out, args.strings, args.epochs)
+    out = args.out or Path("src/mnistlab") / WEIGHTS[args.augment]
+    train(args.data, out, args.strings, args.epochs, args.augment)
 
 
 if __name__ == "__main__":
