@@ -19,6 +19,9 @@ SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist.npz"
 
 def pytest_configure(config):
     os.environ.setdefault("KERAS_BACKEND", "jax")
+    from mnistlab import backend
+
+    backend.choose()  # JAX's compile cache, as every user process has it
     if not os.environ.get("MNISTLAB_DATA") and SHARED_MNIST.is_file():
         os.environ["MNISTLAB_DATA"] = str(SHARED_MNIST)
 

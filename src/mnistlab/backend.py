@@ -11,12 +11,15 @@ import importlib.util
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 DEFAULT = "jax"
 # The module each Keras backend needs.
 MODULES = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch", "numpy": "numpy"}
 KERAS_DEFAULT = "tensorflow"
+# JAX's compiled programs kept between processes; past this size the oldest go.
+CACHE_LIMIT = 2**30
 
 
 def choose() -> str | None:
@@ -32,12 +35,15 @@ def choose() -> str | None:
             wanted = None
     if not wanted:
         os.environ["KERAS_BACKEND"] = DEFAULT
+        _compile_cache()
         return None
     module = MODULES.get(wanted)
     if module is not None and importlib.util.find_spec(module) is not None:
         os.environ["KERAS_BACKEND"] = wanted
+        _compile_cache()
         return None
     os.environ["KERAS_BACKEND"] = DEFAULT
+    _compile_cache()
     return (
         f"{where} names the Keras backend {wanted!r}, which is not installed here; using "
         f"{DEFAULT} (to choose another, change {where})"
@@ -55,3 +61,49 @@ def _configured(path: Path) -> str | None:
         return json.loads(path.read_text()).get("backend")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def cache_folder() -> Path:
+    """Where JAX keeps compiled programs: $JAX_COMPILATION_CACHE_DIR (JAX's own variable),
+    else mnistlab's folder in the user's cache."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    home = os.environ.get("XDG_CACHE_HOME") or Path("~").expanduser() / ".cache"
+    return Path(home) / "mnistlab" / "jax"
+
+
+def _compile_cache() -> None:
+    """Keep JAX's compiled programs on disk, so that a process compiling what an earlier one
+    did loads it instead: 3-5 s of every `train` (benchmarks/vs_published.py) and of every
+    tuning trial of an architecture already tried. JAX_ENABLE_COMPILATION_CACHE=false
+    turns it off."""
+    if os.environ["KERAS_BACKEND"] != "jax":
+        return
+    folder = cache_folder()
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
+    # Cache every program: the default (1 s of compilation at least) skips the many small
+    # ones (initialisers, metrics) that together take seconds.
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    # JAX writes entries in place: one a kill cut short is unreadable, and JAX then warns
+    # and compiles afresh, as with no cache. Nothing for the user to do: no warning.
+    warnings.filterwarnings("ignore", message="Error reading persistent compilation cache")
+    _trim(folder, CACHE_LIMIT)
+
+
+def _trim(folder: Path, limit: int) -> None:
+    """Past `limit` bytes, remove the least recently written entries down to half of it.
+
+    (JAX's own limit needs the filelock package, and locks every read.)
+    """
+    try:
+        entries = [(f.stat().st_mtime, f.stat().st_size, f) for f in folder.iterdir()]
+    except OSError:  # no folder yet, or one another process is trimming
+        return
+    total = sum(size for _, size, _ in entries)
+    if total <= limit:
+        return
+    for _, size, path in sorted(entries):
+        if total <= limit // 2:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
