@@ -23,6 +23,7 @@ from mnistlab.config import (
     EnsembleConfig,
     ExportConfig,
     PredictConfig,
+    PruneConfig,
     ReadConfig,
     ServeConfig,
     TrainConfig,
@@ -78,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     for add in (_add_train, _add_tune, _add_evaluate, _add_predict, _add_read, _add_serve,
-                _add_compare, _add_ensemble, _add_export, _add_runs, _add_show_data,
-                _add_summary):  # fmt: skip
+                _add_compare, _add_ensemble, _add_prune, _add_export, _add_runs,
+                _add_show_data, _add_summary):  # fmt: skip
         add(commands)
     return parser
 
@@ -470,6 +471,56 @@ def _ensemble(args: argparse.Namespace) -> int:
         f"test_accuracy={metrics['test_accuracy']:.4f} "
         f"test_loss={metrics['test_loss']:.4f} run={args.out}"
     )
+    return 0
+
+
+def _add_prune(commands) -> None:
+    p = _command(
+        commands,
+        "prune",
+        "make a smaller or sparser copy of a run, fine-tuned to keep its accuracy",
+        _prune,
+        description=(
+            "Prune a finished run's model into a new run that every other command uses like "
+            "any run: magnitude zeroes the smallest weights gradually while fine-tuning (a "
+            "smaller compressed file, same speed); units removes the least important hidden "
+            "units and conv filters and rebuilds the model narrower (faster). Prints what it "
+            "bought and cost; metrics.json has it all."
+        ),
+    )
+    add_fields(p, PruneConfig)
+    p.add_argument(
+        "--out", type=Path, help=f"the pruned run's folder (default: {runs.DEFAULT_ROOT}/"
+        "<YYYYmmdd-HHMMSS>-<preset>-pruned)",
+    )  # fmt: skip
+    _data_option(p)
+    _quiet_option(p, "no progress bar or per-epoch lines")
+
+
+def _prune(args: argparse.Namespace) -> int:
+    config = PruneConfig(**config_values(PruneConfig, args))
+    parent = runs.open_run(config.run)
+    if parent.kind != "train":
+        raise UserError(f"{config.run} is an ensemble; prune its members, then ensemble them")
+    data = load_mnist(args.data)
+    out = args.out or runs.new_run_dir(runs.DEFAULT_ROOT, f"{parent.preset}-pruned")
+    from mnistlab.prune import prune  # Imports Keras: seconds, so only here.
+
+    verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
+    m = prune(config, data, out, verbose=verbose).metrics
+    batch = [k for k in m if k.startswith("images_per_second_batch_") and k.endswith("_after")]
+    print(
+        f"{config.method}: sparsity {m['sparsity']:.3f}; nonzero parameters "
+        f"{m['nonzero_parameters_before']:,} -> {m['nonzero_parameters_after']:,}; xz "
+        f"{m['xz_bytes_before'] / 1e3:,.0f} kB -> {m['xz_bytes_after'] / 1e3:,.0f} kB "
+        f"({m['xz_bytes_before'] / m['xz_bytes_after']:.1f}x smaller)"
+    )
+    for key in sorted(batch, key=lambda k: int(k.split("_")[-2])):
+        size, before = key.split("_")[-2], m[key.replace("_after", "_before")]
+        print(f"images/s at batch {size}: {before:,.0f} -> {m[key]:,.0f} "
+              f"({m[key] / before:.2f}x)")  # fmt: skip
+    print(f"test_accuracy {m['parent_test_accuracy']:.4f} -> {m['test_accuracy']:.4f}")
+    print(f"test_accuracy={m['test_accuracy']:.4f} test_loss={m['test_loss']:.4f} run={out}")
     return 0
 
 

@@ -307,6 +307,66 @@ class EnsembleConfig(_Config):
         )
 
 
+PRUNE_METHODS = ("magnitude", "units")
+UNIT_SCORES = ("l1", "activation")
+# What each method removes when --sparsity is not given.
+DEFAULT_SPARSITY = {"magnitude": 0.9, "units": 0.75}
+
+
+@dataclass(frozen=True)
+class PruneConfig(_Config):
+    """What `mnistlab prune` makes of a finished run; saved in the pruned run's config.json."""
+
+    run: str = option(help="finished run folder to prune (not an ensemble)", metavar="RUN")
+    method: str = option(
+        "magnitude", "magnitude: the smallest weights set to zero, gradually while fine-tuning "
+        "(unstructured: same shapes, smaller compressed); units: the least important hidden "
+        "units and conv filters removed and the model rebuilt smaller (faster)",
+        choices=PRUNE_METHODS,
+    )  # fmt: skip
+    sparsity: float | None = option(
+        None, "fraction removed: of the weights (magnitude, default "
+        f"{DEFAULT_SPARSITY['magnitude']}) or of each hidden layer's units and filters "
+        f"(units, default {DEFAULT_SPARSITY['units']})",
+    )  # fmt: skip
+    score: str = option(
+        "activation", "units: a unit's importance: activation (its mean |activation| on "
+        "training images times the L1 norm of its outgoing weights) or l1 (the L1 norm of "
+        "its incoming weights)", choices=UNIT_SCORES,
+    )  # fmt: skip
+    epochs: int = option(
+        10, "fine-tuning epochs; magnitude raises the sparsity over the first half of them; "
+        "early stopping on val_loss after that",
+    )  # fmt: skip
+    learning_rate: float | None = option(
+        None, "fine-tuning learning rate (default: the run's own for units, a tenth of it for "
+        "magnitude)",
+    )  # fmt: skip
+    seed: int = option(0, "random seed")
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        require(
+            [
+                one_of("method", self.method, PRUNE_METHODS),
+                one_of("score", self.score, UNIT_SCORES),
+                (
+                    self.sparsity is None or 0 < self.sparsity < 1,
+                    f"sparsity must be between 0 and 1 (exclusive), got {self.sparsity}",
+                ),
+                (self.epochs >= 1, "epochs must be >= 1"),
+                (
+                    self.learning_rate is None or self.learning_rate > 0,
+                    "learning_rate must be > 0",
+                ),
+            ]
+        )
+
+    @property
+    def target(self) -> float:
+        return DEFAULT_SPARSITY[self.method] if self.sparsity is None else self.sparsity
+
+
 EXPORT_FORMATS = ("onnx", "keras", "h5", "savedmodel")
 # int8: ONNX Runtime's dynamic quantization (weights int8, activations quantized on the
 # fly); int8-static: activations too, calibrated on training images.

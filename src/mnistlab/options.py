@@ -14,7 +14,7 @@ from mnistlab.config import choices_of, flag_of
 # Every config with command-line fields.
 CONFIGS = (
     config.TrainConfig, config.TuneConfig, config.PredictConfig, config.ReadConfig,
-    config.EnsembleConfig, config.ExportConfig, config.ServeConfig,
+    config.EnsembleConfig, config.PruneConfig, config.ExportConfig, config.ServeConfig,
 )  # fmt: skip
 
 

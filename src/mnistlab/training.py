@@ -72,8 +72,15 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.order = np.random.default_rng((self.seed, epoch)).permutation(len(self.x))
 
 
-def fit(config: TrainConfig, data: Mnist, callbacks: list, verbose: int | str = 0) -> keras.Model:
-    """Seed, build, compile and fit on the training split; validate on the held-out tail.
+def fit(
+    config: TrainConfig,
+    data: Mnist,
+    callbacks: list,
+    verbose: int | str = 0,
+    model: keras.Model | None = None,
+) -> keras.Model:
+    """Seed, build (or take `model`, to fine-tune it), compile and fit on the training
+    split; validate on the held-out tail.
 
     The test images are not touched here: searches use this and must never see them.
     """
@@ -82,7 +89,7 @@ def fit(config: TrainConfig, data: Mnist, callbacks: list, verbose: int | str = 
     # Integer labels with the sparse loss: the same numbers as one-hot, without the copy.
     x, y = scale(data.x_train[:limit]), data.y_train[:limit]
     (x_train, y_train), validation = split_validation(x, y, config.validation_split)
-    model = build_model(config)
+    model = build_model(config) if model is None else model
     steps_per_epoch = -(-len(x_train) // config.batch_size)
     if config.lr_schedule == "plateau":
         # First, so that a resumable backup (last) saves the learning rate it set.
