@@ -3,8 +3,10 @@ pruned runs used by the other commands and served on loopback, and every bad inp
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
 
 import keras
@@ -120,3 +122,24 @@ def test_an_unfinished_run_or_an_ensemble_is_refused(cli, tiny_runs, conv_runs, 
         assert result.returncode == 2
         assert message in result.stderr and len(result.stderr.splitlines()) == 1
         assert not (tmp_path / "out").exists()
+
+
+def test_a_prune_killed_midway_is_redone_by_the_same_command(tiny_runs, tmp_path):
+    out = tmp_path / "pruned"
+    command = [sys.executable, "-m", "mnistlab", "prune", tiny_runs[0], "--epochs", "2",
+               "--quiet", "--out", out]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out / runs.CONFIG).is_file():  # fine-tuning has begun
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not runs.is_finished(out)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert runs.open_run(out).metrics["sparsity"] == pytest.approx(0.9, abs=0.001)
+    # And a finished one is never overwritten.
+    third = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 2
+    assert "is a finished run; choose another run folder" in third.stderr
