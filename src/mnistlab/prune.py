@@ -297,12 +297,14 @@ def _l1(model, names: list[str]) -> dict[str, np.ndarray]:
 def _scores(model, names: list[str], config: TrainConfig, data: Mnist) -> dict[str, np.ndarray]:
     """Each unit's (filter's) mean |activation| after its ReLU, on training images, times
     the L1 norm of the weights that carry it on: what removing it takes away."""
-    relu = [model.get_layer(f"{n}_relu" if config.batch_norm else n).output for n in names]
+    relu = {n: model.get_layer(f"{n}_relu" if config.batch_norm else n).output for n in names}
+    # Named outputs: Keras gives a dict back even for one (a list of one comes back bare).
     probe = keras.Model(model.inputs, relu)
     activations = probe.predict(scale(data.x_train[:SCORE_IMAGES]), verbose=0)
     following = [*names[1:], OUTPUT_LAYER]
     scores = {}
-    for name, after, a in zip(names, following, activations, strict=True):
+    for name, after in zip(names, following, strict=True):
+        a = activations[name]
         mean = np.abs(a).reshape(-1, a.shape[-1]).mean(axis=0)
         kernel = model.get_layer(after).get_weights()[0]
         if kernel.ndim == 4:  # the next conv: (height, width, in, out)

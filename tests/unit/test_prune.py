@@ -4,6 +4,7 @@ narrowed rebuild (prune.py). Real prunes of real runs: tests/cli/test_prune_cli.
 import dataclasses
 import subprocess
 import sys
+import types
 
 import keras
 import numpy as np
@@ -125,3 +126,13 @@ def test_sparsity_the_small_kernels_cannot_reach_is_refused():
     config = dataclasses.replace(CONV, conv_filters=(4,), hidden_units=(8,))
     with pytest.raises(prune.PruneError, match="choose a lower --sparsity"):
         prune._masked_for(build_model(config), 0.99, epochs=4)
+
+
+@pytest.mark.parametrize("hidden", [(16,), (16, 8)], ids=["one-layer", "two-layers"])
+def test_the_activation_score_narrows_a_model_of_any_depth(hidden):
+    # A probe with one output gives Keras an array, not a list of one: mlp-128 crashed.
+    keras.utils.set_random_seed(0)
+    config = dataclasses.replace(MLP, hidden_units=hidden, dropout=0.2)
+    data = types.SimpleNamespace(x_train=(_images(64) * 255).astype(np.uint8))
+    _, narrow = prune._narrowed(build_model(config), config, 0.5, "activation", data)
+    assert narrow.hidden_units == tuple(u // 2 for u in hidden)
