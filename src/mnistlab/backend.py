@@ -23,10 +23,19 @@ CACHE_LIMIT = 2**30
 
 
 def choose() -> str | None:
-    """Set $KERAS_BACKEND before Keras is imported; a notice when the user's choice had to
-    be set aside (to show them), else None."""
+    """Set $KERAS_BACKEND (and, for JAX, its compile cache) before Keras is imported; a
+    notice when the user's choice had to be set aside (to show them), else None."""
     if "keras" in sys.modules:  # too late to choose: Keras has read its backend
         return None
+    backend, notice = _chosen()
+    os.environ["KERAS_BACKEND"] = backend
+    if backend == "jax":
+        _compile_cache()
+    return notice
+
+
+def _chosen() -> tuple[str, str | None]:
+    """(the backend to use, a notice when the user's choice had to be set aside)."""
     wanted, where = os.environ.get("KERAS_BACKEND"), "the environment variable KERAS_BACKEND"
     if not wanted:
         path = _keras_json()
@@ -34,17 +43,11 @@ def choose() -> str | None:
         if wanted == KERAS_DEFAULT:
             wanted = None
     if not wanted:
-        os.environ["KERAS_BACKEND"] = DEFAULT
-        _compile_cache()
-        return None
+        return DEFAULT, None
     module = MODULES.get(wanted)
     if module is not None and importlib.util.find_spec(module) is not None:
-        os.environ["KERAS_BACKEND"] = wanted
-        _compile_cache()
-        return None
-    os.environ["KERAS_BACKEND"] = DEFAULT
-    _compile_cache()
-    return (
+        return wanted, None
+    return DEFAULT, (
         f"{where} names the Keras backend {wanted!r}, which is not installed here; using "
         f"{DEFAULT} (to choose another, change {where})"
     )
@@ -77,8 +80,6 @@ def _compile_cache() -> None:
     did loads it instead: 3-5 s of every `train` (benchmarks/vs_published.py) and of every
     tuning trial of an architecture already tried. JAX_ENABLE_COMPILATION_CACHE=false
     turns it off."""
-    if os.environ["KERAS_BACKEND"] != "jax":
-        return
     folder = cache_folder()
     os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
     # Cache every program: the default (1 s of compilation at least) skips the many small

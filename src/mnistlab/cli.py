@@ -499,9 +499,7 @@ def _add_prune(commands) -> None:
 
 def _prune(args: argparse.Namespace) -> int:
     config = PruneConfig(**config_values(PruneConfig, args))
-    parent = runs.open_run(config.run)
-    if parent.kind != "train":
-        raise UserError(f"{config.run} is an ensemble; prune its members, then ensemble them")
+    parent = runs.open_run(config.run)  # an unfinished run fails here, before any data
     data = load_mnist(args.data)
     out = args.out or runs.new_run_dir(runs.DEFAULT_ROOT, f"{parent.preset}-pruned")
     from mnistlab.prune import prune  # Imports Keras: seconds, so only here.
