@@ -517,6 +517,19 @@ class ServeConfig(_Config):
         )
 
 
+def _augmented_one_cycle(peak: float, epochs: int) -> dict[str, typing.Any]:
+    """Freshly distorted batches and a one-cycle schedule over a fixed number of epochs:
+    the schedule, not early stopping, ends training; 10% is held out for validation."""
+    return dict(
+        augment=True,
+        learning_rate=peak,
+        lr_schedule="onecycle",
+        epochs=epochs,
+        patience=epochs,
+        validation_split=0.1,
+    )
+
+
 PRESETS: dict[str, TrainConfig] = {
     "deep-mlp": TrainConfig(),
     "mlp-128": TrainConfig(preset="mlp-128", hidden_units=(128,), dropout=0.2, epochs=10),
@@ -526,24 +539,15 @@ PRESETS: dict[str, TrainConfig] = {
     "mlp-512x2": TrainConfig(
         preset="mlp-512x2", hidden_units=(512, 512), dropout=0.0, epochs=20, batch_size=32
     ),
-    # The reference MLP on distorted batches. The distortions regularise, so less dropout;
-    # a one-cycle schedule over a fixed 60 epochs (no early stop), 10% held out.
+    # The reference MLP on distorted batches; the distortions regularise, so less dropout.
     "deep-mlp-aug": TrainConfig(
-        preset="deep-mlp-aug",
-        dropout=0.2,
-        augment=True,
-        learning_rate=2e-3,
-        lr_schedule="onecycle",
-        epochs=60,
-        patience=60,
-        validation_split=0.1,
+        preset="deep-mlp-aug", dropout=0.2, **_augmented_one_cycle(peak=2e-3, epochs=60)
     ),
     # The published article's CNN: Conv2D 32 3x3, MaxPool 2x2, Dense 128, Dense 10.
     "cnn-basic": TrainConfig(
         preset="cnn-basic", conv_filters=(32,), hidden_units=(128,), dropout=0.0, epochs=10
     ),
-    # A CNN sized for a CPU (about 2 MFLOP per image): BN, augmentation and a one-cycle
-    # schedule over a fixed 30 epochs, hence no early stop; 10% held out for validation.
+    # A CNN sized for a CPU (about 2 MFLOP per image), with BatchNorm.
     "cnn": TrainConfig(
         preset="cnn",
         conv_filters=(16, 32, 64),
@@ -551,12 +555,7 @@ PRESETS: dict[str, TrainConfig] = {
         hidden_units=(128,),
         dropout=0.3,
         batch_norm=True,
-        augment=True,
-        learning_rate=3e-3,
-        lr_schedule="onecycle",
-        epochs=30,
-        patience=30,
-        validation_split=0.1,
+        **_augmented_one_cycle(peak=3e-3, epochs=30),
     ),
 }
 
