@@ -319,19 +319,17 @@ def _scores(model, names: list[str], config: TrainConfig, data: Mnist) -> dict[s
 
 def _comparison(parent: runs.Run, after: Predictor, data: Mnist) -> dict[str, typing.Any]:
     """What pruning bought and cost: before and after, side by side."""
-    pruned_path = Path(after.source)
     before = Predictor(str(parent.path / runs.FINAL_MODEL), parent.model)
     weights = [_kernels(p.model) for p in (before, after)]
+    sizes = {}
     with tempfile.TemporaryDirectory() as tmp:
-        # The parent's file holds its optimizer's state too; the pruned one has none.
-        parent_path = Path(tmp, runs.FINAL_MODEL)
-        _unmasked(parent.model).save(parent_path)
-        sizes = {
-            "file_bytes_before": parent_path.stat().st_size,
-            "file_bytes_after": pruned_path.stat().st_size,
-            "xz_bytes_before": compressed_size(parent_path),
-            "xz_bytes_after": compressed_size(pruned_path),
-        }
+        # Both re-saved alike: a run's own file holds its trained optimizer state, which
+        # a copy's fresh optimizer replaces with zeros that compression removes.
+        for when, predictor in (("before", before), ("after", after)):
+            path = Path(tmp, f"{when}.keras")
+            _unmasked(predictor.model).save(path)
+            sizes[f"file_bytes_{when}"] = path.stat().st_size
+            sizes[f"xz_bytes_{when}"] = compressed_size(path)
     return {
         "parent": str(parent.path),
         "parent_test_accuracy": parent.metrics["test_accuracy"],

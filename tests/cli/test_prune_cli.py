@@ -67,6 +67,10 @@ def test_units_prune_rebuilds_a_narrower_model_that_keeps_most_of_the_accuracy(p
     config = runs.open_run(run_dir).config
     assert (config.hidden_units, config.dropout) == ((128, 64, 32), (0.075, 0.075, 0.075))
     assert m["parameters_after"] < m["parameters_before"] / 4
+    # Sizes are of the weights alone: compressed, never more than their float32 bytes
+    # (the narrow model's own file also holds its trained optimizer state).
+    assert m["xz_bytes_after"] <= 4 * m["parameters_after"]
+    assert m["xz_bytes_before"] <= 4 * m["parameters_before"]
     predictor = Predictor.from_run(run_dir)
     assert predictor._dense is not None  # the NumPy fast path serves it
     got = predictor.predict_proba(mnist.x_test[:500]).argmax(axis=1)
