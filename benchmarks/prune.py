@@ -3,8 +3,9 @@
 For each case, a real `mnistlab prune` of a finished run, then, for the parent and the
 pruned run side by side:
   - test accuracy (from metrics.json);
-  - size: the .keras file of the weights alone (no optimizer state), raw and xz-compressed;
-    and the int8 ONNX export (`mnistlab export --quantize int8`), xz-compressed;
+  - size: the .keras file of the weights alone (no optimizer state), raw and xz-compressed,
+    as the pruned run's metrics.json records them; and the int8 ONNX export
+    (`mnistlab export --quantize int8`), xz-compressed;
   - speed: images/s through the Predictor (the NumPy path for MLPs, Keras for conv
     models) and through ONNX Runtime (the float ONNX export), one image per call and
     1,000 per call; the parent and the pruned model alternate, best of --repeats each.
@@ -18,7 +19,6 @@ Usage: python benchmarks/prune.py --mlp RUN --cnn RUN [--data NPZ] [--repeats 5]
 """
 
 import argparse
-import lzma
 import os
 import subprocess
 import sys
@@ -57,24 +57,13 @@ def mnistlab(*args: str) -> str:
     return done.stdout
 
 
-def xz(path: Path) -> int:
-    return len(lzma.compress(path.read_bytes(), preset=9))
+def exported(run_dir: Path, folder: Path) -> tuple[Path, int]:
+    """The run's float ONNX export, and the xz-compressed bytes of its int8 one."""
+    from mnistlab.prune import compressed_size
 
-
-def sizes(run_dir: Path, folder: Path) -> dict[str, int]:
-    """Bytes of the model's weights as .keras (raw, xz) and as int8 ONNX (xz)."""
-    from mnistlab.prune import _unmasked  # the weights alone: no optimizer state
-
-    plain = folder / "weights.keras"
-    _unmasked(runs.open_run(run_dir).model).save(plain)
     onnx = folder / "model.onnx"
     mnistlab("export", run_dir, "--quantize", "int8", "--out", onnx)
-    return {
-        "keras": plain.stat().st_size,
-        "keras_xz": xz(plain),
-        "int8_xz": xz(runs.int8_path(onnx)),
-        "onnx": onnx,
-    }
+    return onnx, compressed_size(runs.int8_path(onnx))
 
 
 def images_per_second(predictors: list, x: np.ndarray, repeats: int) -> list[list[float]]:
@@ -112,25 +101,24 @@ def main() -> None:
                 continue
             folder = Path(tmp, kind)
             folder.mkdir()
-            before = sizes(parent, folder)
+            parent_onnx, parent_int8_xz = exported(parent, folder)
             accuracy = runs.open_run(parent).metrics["test_accuracy"]
-            print(f"{kind} parent {parent}: test {accuracy:.4f}; .keras {before['keras']:,} B, "
-                  f"xz {before['keras_xz']:,} B, int8 ONNX xz {before['int8_xz']:,} B",
-                  flush=True)  # fmt: skip
+            print(f"{kind} parent {parent}: test {accuracy:.4f}; int8 ONNX xz "
+                  f"{parent_int8_xz:,} B", flush=True)  # fmt: skip
             for i, (name, options) in enumerate(CASES[kind]):
                 out = folder / f"pruned-{i}"
                 start = time.perf_counter()
                 mnistlab("prune", parent, *options, "--quiet", "--out", out)
                 minutes = (time.perf_counter() - start) / 60
-                after_folder = folder / f"sizes-{i}"
+                after_folder = folder / f"export-{i}"
                 after_folder.mkdir()
-                after = sizes(out, after_folder)
+                onnx, int8_xz = exported(out, after_folder)
                 m = runs.read_json(out / runs.METRICS)
                 keras_speed = images_per_second(
                     [Predictor.from_run(parent), Predictor.from_run(out)], x, args.repeats
                 )
                 onnx_speed = images_per_second(
-                    [Predictor.from_onnx(before["onnx"]), Predictor.from_onnx(after["onnx"])],
+                    [Predictor.from_onnx(parent_onnx), Predictor.from_onnx(onnx)],
                     x, args.repeats,
                 )  # fmt: skip
                 print(
@@ -138,9 +126,10 @@ def main() -> None:
                     f"({(m['test_accuracy'] - accuracy) * 100:+.2f} points), sparsity "
                     f"{m['sparsity']:.3f}, parameters {m['parameters_after']:,}, "
                     f"{m['epochs_run']} epochs, {minutes:.1f} min\n"
-                    f"    size: .keras {after['keras']:,} B, xz {after['keras_xz']:,} B "
-                    f"({before['keras_xz'] / after['keras_xz']:.1f}x smaller), int8 xz "
-                    f"{after['int8_xz']:,} B ({before['keras_xz'] / after['int8_xz']:.1f}x "
+                    f"    size: .keras {m['file_bytes_before']:,} -> {m['file_bytes_after']:,} B, "
+                    f"xz {m['xz_bytes_before']:,} -> {m['xz_bytes_after']:,} B "
+                    f"({m['xz_bytes_before'] / m['xz_bytes_after']:.1f}x smaller), int8 xz "
+                    f"{int8_xz:,} B ({m['xz_bytes_before'] / int8_xz:.1f}x "
                     f"smaller than the parent's xz .keras)\n"
                     f"    Predictor images/s batch 1: {keras_speed[0][0]:,.0f} -> "
                     f"{keras_speed[1][0]:,.0f} ({keras_speed[1][0] / keras_speed[0][0]:.2f}x); "
