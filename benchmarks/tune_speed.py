@@ -1,6 +1,9 @@
-"""Trials per 10 minutes and best validation accuracy of two searches side by side: the
-median pruner against none (--compare pruners), or the default search space against the
-seed's (--compare spaces, both with the median pruner).
+"""Trials per 10 minutes and best validation accuracy of two searches side by side:
+`mnistlab tune`'s defaults (median pruner, 2 worker processes on 2 cores or more) against
+no pruner in one process (--compare defaults); the median pruner against none, in one
+process each (--compare pruners); 2 worker processes against 1, no pruner
+(--compare workers); or the default search space against the seed's (--compare spaces,
+both with the median pruner).
 
 Both searches get the same seed, data, epochs and wall-clock budget; each is a real
 `mnistlab tune --no-retrain --timeout BUDGET` in its own process, with an empty JAX
@@ -8,8 +11,8 @@ compile cache of its own (so neither finds the other's programs). Trials finishe
 10 minutes = finished (complete + pruned) trials * 600 / budget. With several --seeds,
 each seed runs both searches and the mean ratio is printed last.
 
-Usage: python benchmarks/tune_speed.py [--compare pruners|spaces] [--budget 600] [--limit N]
-       [--epochs 20] [--seeds 0 1 2] [--data PATH]
+Usage: python benchmarks/tune_speed.py [--compare defaults|pruners|workers|spaces]
+       [--budget 600] [--limit N] [--epochs 20] [--seeds 0 1 2] [--data PATH]
 """
 
 import argparse
@@ -24,10 +27,15 @@ import optuna
 TEN_MINUTES = 600
 
 
-# What each comparison runs: (name, the options that differ), the baseline first.
+# What each comparison runs: (name, the options that differ), the baseline first. The
+# baseline of `defaults` is the search before pruning and local workers (the performance
+# issue's); the others compare one thing, in one worker process.
+ONE = ["--jobs", "1"]
 COMPARISONS = {
-    "pruners": [("none", ["--pruner", "none"]), ("median", ["--pruner", "median"])],
-    "spaces": [("seed", ["--space", "seed"]), ("default", ["--space", "default"])],
+    "defaults": [("none", ["--pruner", "none", *ONE]), ("defaults", [])],
+    "pruners": [("none", ["--pruner", "none", *ONE]), ("median", ["--pruner", "median", *ONE])],
+    "workers": [("one", ["--pruner", "none", *ONE]), ("two", ["--pruner", "none", "--jobs", "2"])],
+    "spaces": [("seed", ["--space", "seed", *ONE]), ("default", ["--space", "default", *ONE])],
 }
 CHANCE = 0.1  # a val_accuracy at or below this learned nothing
 
@@ -60,7 +68,7 @@ def search(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--compare", choices=COMPARISONS, default="pruners")
+    parser.add_argument("--compare", choices=COMPARISONS, default="defaults")
     parser.add_argument("--budget", type=float, default=TEN_MINUTES, help="seconds per search")
     parser.add_argument("--limit", type=int, default=None, help="training images per trial")
     parser.add_argument("--epochs", type=int, default=20)
@@ -77,7 +85,7 @@ def main() -> None:
                 finished, pruned, hopeless, best = search(name, options, seed, args, folder)
                 per_ten = finished * TEN_MINUTES / args.budget
                 results.append((name, per_ten, best))
-                print(f"seed {seed}, {args.compare[:-1]}={name}: {finished} trials ({pruned} "
+                print(f"seed {seed}, {args.compare}: {name}: {finished} trials ({pruned} "
                       f"pruned, {hopeless} at chance or below) in {args.budget:.0f} s = "
                       f"{per_ten:.1f} per 10 min, best val_accuracy {best:.4f}",
                       flush=True)  # fmt: skip

@@ -85,10 +85,14 @@ def _compile_cache() -> None:
     # Cache every program: the default (1 s of compilation at least) skips the many small
     # ones (initialisers, metrics) that together take seconds.
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    # JAX writes entries in place: one a kill cut short is unreadable, and JAX then warns
-    # and compiles afresh, as with no cache. Nothing for the user to do: no warning.
-    warnings.filterwarnings("ignore", message="Error reading persistent compilation cache")
+    quiet_cache_warnings()
     _trim(folder, CACHE_LIMIT)
+
+
+def quiet_cache_warnings() -> None:
+    """JAX writes cache entries in place: one a kill cut short is unreadable, and JAX then
+    warns and compiles afresh, as with no cache. Nothing for the user to do: no warning."""
+    warnings.filterwarnings("ignore", message="Error reading persistent compilation cache")
 
 
 def _trim(folder: Path, limit: int) -> None:

@@ -267,6 +267,10 @@ class TuneConfig(_Config):
         None, "sampler seed (default: random, so that workers sharing a study explore "
         "differently)",
     )  # fmt: skip
+    jobs: int | None = option(
+        None, "worker processes on this machine sharing the study (default: 2 where there "
+        "are 2 cores or more: one trains while the other compiles its next trial)",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -282,6 +286,7 @@ class TuneConfig(_Config):
             one_of("preset", self.preset, PRESETS),
             (self.timeout is None or self.timeout > 0, "timeout must be > 0"),
             (self.limit is None or self.limit > 1, f"limit must be > 1, got {self.limit}"),
+            (self.jobs is None or self.jobs > 0, f"jobs must be > 0, got {self.jobs}"),
             (bool(str(self.study).strip()), "the study needs a name"),
         ]
         require(checks)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import multiprocessing
 import os
 import socket
 import statistics
@@ -21,7 +22,7 @@ from pathlib import Path
 import optuna
 import sqlalchemy.exc
 
-from mnistlab import plots, runs
+from mnistlab import backend, plots, runs
 from mnistlab.config import PRESETS, TrainConfig, TuneConfig
 from mnistlab.data import Mnist
 from mnistlab.errors import UserError, first_line
@@ -39,6 +40,10 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 BASE_ATTR = "base_config"
 FIGURE_INCHES = (10, 6)
 OPEN_ATTEMPTS = 3
+
+# Worker processes by default (at most one per core): while one compiles a new trial's
+# programs or prepares it, on one core, the other trains (README: 2x the trials on 2 cores).
+AUTO_JOBS = 2
 
 SPACE_ATTR = "space"
 TENSORBOARD = "tensorboard"
@@ -392,16 +397,43 @@ def run_study(
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
     progress: bool = True,
 ) -> optuna.Study:
-    """Run trials until the study holds `config.trials` finished ones (or the timeout).
+    """Run trials until the study holds `config.trials` finished ones (or the timeout),
+    here and in the other `local_jobs` worker processes, which end with this one.
 
     However many workers share the study, it ends with exactly that many: a worker starts
     a trial only while finished and running ones are fewer. Should two start the last
     one at the same moment, the later is recorded as FAIL (SurplusTrial) and not counted.
     """
+    study = open_study(config, root)  # before the helpers: one process makes the tables
+    deadline = None if config.timeout is None else time.time() + config.timeout
+    helpers = min(local_jobs(config), config.trials - _claimed(study)) - 1
+    with _helpers(helpers, config, data, root, on_trial, deadline):
+        _optimize(study, config, data, root, on_trial, progress, deadline)
+    return study
+
+
+def local_jobs(config: TuneConfig) -> int:
+    """Worker processes for this machine: as asked, else AUTO_JOBS if it has the cores."""
+    if config.jobs is not None:
+        return config.jobs
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(AUTO_JOBS, cores or 1))
+
+
+def _optimize(
+    study: optuna.Study,
+    config: TuneConfig,
+    data: Mnist,
+    root: Path,
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None,
+    progress: bool,
+    deadline: float | None,
+    parent: int | None = None,
+) -> None:
+    """One worker's trials, until the study is full, the deadline, or (for a helper) its
+    parent is gone: a killed `mnistlab tune` leaves no worker behind."""
     from tqdm import tqdm
 
-    study = open_study(config, root)
-    deadline = None if config.timeout is None else time.monotonic() + config.timeout
     run_trial = objective(config, data, study_dir(root, config.study))
     callbacks = [on_trial] if on_trial else []
     with tqdm(total=config.trials, disable=not progress, unit="trial") as bar:
@@ -409,10 +441,64 @@ def run_study(
             fail_dead_local_trials(study)  # their slots are free again
             bar.update(finished_count(study) - bar.n)
             if _claimed(study) >= config.trials:
-                return study
-            if deadline is not None and time.monotonic() >= deadline:
-                return study
+                return
+            if deadline is not None and time.time() >= deadline:
+                return
+            if parent is not None and os.getppid() != parent:
+                return
             study.optimize(run_trial, n_trials=1, callbacks=callbacks, catch=(SurplusTrial,))
+
+
+@contextlib.contextmanager
+def _helpers(
+    count: int,
+    config: TuneConfig,
+    data: Mnist,
+    root: Path,
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None,
+    deadline: float | None,
+):
+    """`count` more workers on the study while the caller works; waited for at the end
+    (their last trials finish), stopped at once if the caller fails or is interrupted."""
+    spawn = multiprocessing.get_context("spawn")  # forking would copy JAX's threads' locks
+    helpers = []
+    for i in range(1, count + 1):
+        seed = None if config.seed is None else config.seed + i  # explore differently
+        helper_config = dataclasses.replace(config, seed=seed, jobs=1)
+        args = (helper_config, data, root, on_trial, deadline, os.getpid())
+        helpers.append(spawn.Process(target=_help, args=args, name=f"tune-worker-{i}"))
+    for helper in helpers:
+        helper.start()
+    try:
+        yield
+    except BaseException:
+        for helper in helpers:
+            helper.terminate()  # its running trial is failed when the study is next opened
+        raise
+    finally:
+        for helper in helpers:
+            helper.join()
+    for helper in helpers:
+        if helper.exitcode:
+            warnings.warn(
+                f"tune worker {helper.name} ended with exit code {helper.exitcode}; the "
+                "study keeps its finished trials", stacklevel=3,
+            )  # fmt: skip
+
+
+def _help(
+    config: TuneConfig,
+    data: Mnist,
+    root: Path,
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None,
+    deadline: float | None,
+    parent: int,
+) -> None:
+    """A helper worker's process (started by spawn: Keras' backend comes from the
+    environment its parent set)."""
+    backend.quiet_cache_warnings()
+    study = open_study(config, root)
+    _optimize(study, config, data, root, on_trial, False, deadline, parent)
 
 
 def study_record(study: optuna.Study, config: TuneConfig) -> dict[str, typing.Any]:

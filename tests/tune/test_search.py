@@ -28,7 +28,8 @@ def scripted(monkeypatch):
 
 
 def test_search_records_the_study_then_trains_and_compares_the_best(tmp_path, mnist, scripted):
-    config = TuneConfig(trials=3, epochs=1, limit=1000, pruner="none", sampler="random", seed=0)
+    config = TuneConfig(trials=3, epochs=1, limit=1000, pruner="none", sampler="random", seed=0,
+                        jobs=1)  # fmt: skip
     done = tune.search(config, mnist, tmp_path, progress=False)
 
     assert scripted.calls == 3
@@ -55,7 +56,8 @@ def test_search_records_the_study_then_trains_and_compares_the_best(tmp_path, mn
 def test_a_second_search_reuses_the_reference_run_and_only_searches_when_asked(
     tmp_path, mnist, scripted
 ):
-    config = TuneConfig(trials=3, epochs=1, limit=1000, pruner="none", sampler="random", seed=0)
+    config = TuneConfig(trials=3, epochs=1, limit=1000, pruner="none", sampler="random", seed=0,
+                        jobs=1)  # fmt: skip
     first = tune.search(config, mnist, tmp_path, progress=False)
     again = tune.search(config, mnist, tmp_path, progress=False)
     assert scripted.calls == 3  # the study was done: no trial ran again

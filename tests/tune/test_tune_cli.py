@@ -1,6 +1,7 @@
 """`mnistlab tune` for real: tiny studies on real MNIST, SQLite and PostgreSQL."""
 
 import io
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,8 @@ from PIL import Image
 
 from mnistlab import runs, tune
 
-TINY = ["--limit", "2000", "--epochs", "2", "--quiet"]
+# One worker process each: the tests below drive the workers themselves.
+TINY = ["--limit", "2000", "--epochs", "2", "--quiet", "--jobs", "1"]
 
 
 def tune_command(*args):
@@ -97,6 +99,7 @@ def test_train_from_study(cli, tmp_path):
     [
         (["tune", "--sampler", "bayes"], "invalid choice: 'bayes'"),
         (["tune", "--pruner", "asha"], "invalid choice: 'asha'"),
+        (["tune", "--jobs", "0"], "jobs must be > 0, got 0"),
         (["tune", "--storage", "not-a-url"], "malformed storage URL 'not-a-url'"),
         (["tune", "--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot reach the storage"),
         (["train", "--from-study", "nothing"], "no study 'nothing'"),
@@ -177,3 +180,62 @@ def test_a_worker_killed_mid_trial_loses_no_finished_trial(tmp_path):
     assert after[killed].state == optuna.trial.TrialState.FAIL  # the killed one is failed...
     assert len(finished(study)) == 4  # ...and not counted
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+
+
+def running(pid):
+    """Whether process `pid` is still running (a zombie is not: nobody may reap it here)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def storage(folder, study):
+    return f"sqlite:///{folder / 'runs' / 'studies' / study / 'study.db'}"
+
+
+def workers_of(study):
+    return {t.user_attrs["pid"] for t in study.get_trials() if "pid" in t.user_attrs}
+
+
+def test_jobs_run_trials_in_two_processes_that_end_together(tmp_path):
+    # (The later --jobs wins over TINY's.)
+    command = tune_command("--study", "j", "--trials", 1000, "--timeout", 20, "--no-retrain",
+                           "--jobs", 2)  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="j", storage=storage(tmp_path, "j"))
+    workers = workers_of(study)
+    assert len(workers) == 2, "a helper process worked beside the command"
+    assert not any(running(pid) for pid in workers)
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    # Each worker's trials are printed (the helper's from its own process).
+    printed = re.findall(r"^trial (\d+) \w+:", result.stdout, re.MULTILINE)
+    assert sorted(map(int, printed)) == [t.number for t in study.get_trials()]
+    assert len(finished(study)) >= 2
+
+
+def test_a_killed_tune_leaves_no_worker_behind(tmp_path):
+    command = tune_command("--study", "o", "--trials", 1000, "--timeout", 600, "--no-retrain",
+                           "--jobs", 2)  # fmt: skip
+    parent = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while True:  # wait until the helper has started a trial
+        assert parent.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+        try:
+            study = optuna.load_study(study_name="o", storage=storage(tmp_path, "o"))
+            helpers = workers_of(study) - {parent.pid}
+        except (KeyError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+            continue
+        if helpers:
+            break
+    parent.kill()
+    parent.wait()
+    (helper,) = helpers
+    deadline = time.monotonic() + 120  # its trial, at most, then it stops
+    while running(helper):
+        assert time.monotonic() < deadline, "the helper went on after its parent was killed"
+        time.sleep(0.5)

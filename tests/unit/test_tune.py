@@ -140,7 +140,8 @@ def test_running_trials_of_dead_local_workers_are_failed(tmp_path):
     ("change", "message"),
     [({"sampler": "bayes"}, "unknown sampler 'bayes'; choose from: tpe, random, gp, grid"),
      ({"pruner": "asha"}, "unknown pruner 'asha'; choose from: median, hyperband, none"),
-     ({"trials": 0}, "trials must be > 0"), ({"study": " "}, "the study needs a name")],
+     ({"trials": 0}, "trials must be > 0"), ({"study": " "}, "the study needs a name"),
+     ({"jobs": 0}, "jobs must be > 0")],
 )  # fmt: skip
 def test_bad_tune_settings(change, message):
     with pytest.raises(ConfigError, match=message):
@@ -187,7 +188,7 @@ def test_workers_sharing_a_study_end_with_exactly_the_trials_asked_for(tmp_path,
         return [{"val_accuracy": 0.7}]
 
     monkeypatch.setattr(tune, "fit_and_validate", slow_fit)
-    config = TuneConfig(study="shared", trials=7, pruner="none",
+    config = TuneConfig(study="shared", trials=7, pruner="none", jobs=1,
                         storage=f"sqlite:///{tmp_path / 'shared.db'}")  # fmt: skip
 
     def worker(seed):
@@ -212,3 +213,10 @@ def test_a_surplus_trial_stands_down_and_names_its_worker(tmp_path):
         tune.objective(config, None)(late)
     owner = study.get_trials()[late.number].user_attrs
     assert (owner["pid"], owner["host"]) == (os.getpid(), socket.gethostname())
+
+
+def test_two_worker_processes_by_default_where_there_are_two_cores(monkeypatch):
+    for cores, jobs in [(1, 1), (2, 2), (16, 2)]:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
+        assert tune.local_jobs(TuneConfig()) == jobs
+    assert tune.local_jobs(TuneConfig(jobs=3)) == 3
