@@ -497,8 +497,11 @@ def _help(
     """A helper worker's process (started by spawn: Keras' backend comes from the
     environment its parent set)."""
     backend.quiet_cache_warnings()
-    study = open_study(config, root)
-    _optimize(study, config, data, root, on_trial, False, deadline, parent)
+    try:
+        study = open_study(config, root)
+        _optimize(study, config, data, root, on_trial, False, deadline, parent)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole group; the parent says so once
+        pass
 
 
 def study_record(study: optuna.Study, config: TuneConfig) -> dict[str, typing.Any]:
