@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import multiprocessing
 import os
 import socket
@@ -287,15 +288,25 @@ def best_config(study: optuna.Study) -> TrainConfig:
 
 
 def fail_dead_local_trials(study: optuna.Study) -> list[int]:
-    """Fail RUNNING trials of workers on this machine whose process is gone.
+    """Fail RUNNING trials of workers on this machine whose process is gone, and trials
+    whose worker died before recording itself.
 
     Heartbeats catch dead workers anywhere, but only after the grace period; a worker
     restarted on the same machine knows at once which trials lost their process.
     """
     failed = []
+    now = datetime.datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         owner = trial.user_attrs
-        if owner.get("host") == socket.gethostname() and not _alive(owner.get("pid", -1)):
+        if "host" in owner:
+            dead = owner["host"] == socket.gethostname() and not _alive(owner.get("pid", -1))
+        else:
+            # A live worker records itself within milliseconds of making the trial; killed
+            # before that, it leaves a trial with no owner and, maybe, no heartbeat, which
+            # would hold a place in the study for good.
+            age = now - (trial.datetime_start or now)
+            dead = age.total_seconds() > GRACE_SECONDS
+        if dead:
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
             failed.append(trial.number)
     with warnings.catch_warnings():

@@ -220,3 +220,18 @@ def test_two_worker_processes_by_default_where_there_are_two_cores(monkeypatch):
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
         assert tune.local_jobs(TuneConfig()) == jobs
     assert tune.local_jobs(TuneConfig(jobs=3)) == 3
+
+
+def test_a_trial_whose_worker_died_before_recording_itself_is_failed(tmp_path, monkeypatch):
+    """Killed between Optuna making its trial and the objective's first line, a worker left
+    the trial RUNNING with no owner and no heartbeat: a place in the study, held for good.
+    (Seen in CI, killing a worker at random.)"""
+    monkeypatch.setattr(tune, "GRACE_SECONDS", 1)
+    config = TuneConfig(study="early", storage=f"sqlite:///{tmp_path / 's.db'}")
+    study = tune.open_study(config, tmp_path)
+    ownerless = study.ask()
+    # Young, it may be a live worker's that is about to record itself.
+    assert tune.fail_dead_local_trials(study) == []
+    time.sleep(1.5)
+    assert tune.fail_dead_local_trials(study) == [ownerless.number]
+    assert study.trials[ownerless.number].state == optuna.trial.TrialState.FAIL
