@@ -165,7 +165,7 @@ def test_a_worker_killed_mid_trial_loses_no_finished_trial(tmp_path):
             continue
         states = [t.state.name for t in trials]
         # Mid-trial: running, its worker recorded. (Killed in the instant before it records
-        # itself, a trial stays RUNNING with no owner: a known defect, not this test's.)
+        # itself, a trial is failed only after the grace period: unit/test_tune.py.)
         recorded = "host" in trials[-1].user_attrs if trials else False
         if states.count("COMPLETE") >= 1 and states[-1] == "RUNNING" and recorded:
             break
