@@ -595,7 +595,17 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _exited(pid)
+
+
+def _exited(pid: int) -> bool:
+    """Whether `pid` is a zombie: exited, not yet reaped (a killed helper, until `mnistlab
+    tune` joins it), which kill(pid, 0) cannot tell from a live process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):  # no /proc (macOS), or gone meanwhile
+        return False
 
 
 @contextlib.contextmanager

@@ -136,6 +136,24 @@ def test_running_trials_of_dead_local_workers_are_failed(tmp_path):
     assert states == {orphan.number: "FAIL", alive.number: "RUNNING", remote.number: "RUNNING"}
 
 
+def test_a_trial_of_an_exited_but_unreaped_worker_is_failed_at_once(tmp_path):
+    """A helper killed mid-run stays a zombie until `mnistlab tune` joins it at the end:
+    its pid still answers kill(pid, 0), so its trial held a place until the heartbeat's
+    grace period ran out."""
+    config = TuneConfig(study="zombie", storage=f"sqlite:///{tmp_path / 's.db'}")
+    study = tune.open_study(config, tmp_path)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    trial = study.ask()
+    trial.set_user_attr("pid", worker.pid)
+    trial.set_user_attr("host", socket.gethostname())
+    try:
+        worker.kill()
+        time.sleep(0.5)  # exited; not waited for, so not reaped
+        assert tune.fail_dead_local_trials(study) == [trial.number]
+    finally:
+        worker.wait()
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [({"sampler": "bayes"}, "unknown sampler 'bayes'; choose from: tpe, random, gp, grid"),
