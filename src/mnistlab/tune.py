@@ -428,7 +428,7 @@ def local_jobs(config: TuneConfig) -> int:
     if config.jobs is not None:
         return config.jobs
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(AUTO_JOBS, cores or 1))
+    return min(AUTO_JOBS, cores or 1)
 
 
 def _optimize(
