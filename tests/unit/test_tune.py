@@ -148,7 +148,7 @@ def test_a_trial_of_an_exited_but_unreaped_worker_is_failed_at_once(tmp_path):
     trial.set_user_attr("host", socket.gethostname())
     try:
         worker.kill()
-        time.sleep(0.5)  # exited; not waited for, so not reaped
+        os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOWAIT)  # exited, left unreaped
         assert tune.fail_dead_local_trials(study) == [trial.number]
     finally:
         worker.wait()
