@@ -93,6 +93,8 @@ def main() -> None:
     parser.add_argument("--member", nargs=2, metavar=("START", "FOLDER"), help=argparse.SUPPRESS)
     args, train_args = parser.parse_known_args()
     train_args = [a for a in train_args if a != "--"]
+    if args.members < 1:
+        parser.error("--members must be 1 or more")
     if args.member:
         sys.exit(member(float(args.member[0]), Path(args.member[1]), train_args))
 
