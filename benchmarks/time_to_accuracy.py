@@ -18,6 +18,7 @@ Usage: python benchmarks/time_to_accuracy.py [--preset cnn] [--members 5] [--see
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -33,6 +34,24 @@ THRESHOLDS = (0.995, 0.997)
 RECORDS = "probe.jsonl"
 
 
+class TrainingClock:
+    """Seconds since the benchmark began, less the seconds spent while paused (probing)."""
+
+    def __init__(self, start: float, now=time.time):
+        self.start, self.now, self.paused_seconds = start, now, 0.0
+
+    def seconds(self) -> float:
+        return self.now() - self.start - self.paused_seconds
+
+    @contextlib.contextmanager
+    def paused(self):
+        began = self.now()
+        try:
+            yield
+        finally:
+            self.paused_seconds += self.now() - began
+
+
 def member(start: float, folder: Path, train_args: list[str]) -> int:
     """One `mnistlab train`, with the probe; its epochs' test probabilities go to `folder`."""
     from mnistlab import backend
@@ -44,19 +63,20 @@ def member(start: float, folder: Path, train_args: list[str]) -> int:
     from mnistlab.cli import main
     from mnistlab.data import scale
 
+    clock = TrainingClock(start)
+
     class Probe(keras.callbacks.Callback):
         def __init__(self, x_test):
             super().__init__()
-            self.x_test, self.own_seconds = x_test, 0.0
+            self.x_test = x_test
 
         def on_epoch_end(self, epoch, logs=None):
-            began = time.time()
-            probs = self.model.predict(self.x_test, batch_size=1000, verbose=0)
-            np.save(folder / f"epoch{epoch + 1}.npy", probs.astype(np.float32))
-            self.own_seconds += time.time() - began
-            record = {"epoch": epoch + 1, "seconds": began - start - self.own_seconds}
-            with open(folder / RECORDS, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            record = {"epoch": epoch + 1, "seconds": clock.seconds()}
+            with clock.paused():
+                probs = self.model.predict(self.x_test, batch_size=1000, verbose=0)
+                np.save(folder / f"epoch{epoch + 1}.npy", probs.astype(np.float32))
+                with open(folder / RECORDS, "a") as f:
+                    f.write(json.dumps(record) + "\n")
 
     fit = training.fit
 
@@ -99,6 +119,7 @@ def main() -> None:
         sys.exit(member(float(args.member[0]), Path(args.member[1]), train_args))
 
     from mnistlab.data import load_mnist
+    from mnistlab.metrics import accuracy
 
     y_test = load_mnist(args.data).y_test
     out = Path(args.out or tempfile.mkdtemp(prefix="time_to_accuracy-"))
@@ -131,16 +152,12 @@ def main() -> None:
     print(f"{'model':<10} " + " ".join(f"{'first / kept':>16}" for _ in THRESHOLDS)
           + f" {'last epoch':>11} {'at s':>6}")  # fmt: skip
     for i, (seconds, probs) in enumerate(members):
-        accuracy = [float(np.mean(p.argmax(1) == y_test)) for p in probs]
-        print(row(f"seed {args.seed + i}", seconds, accuracy))
+        print(row(f"seed {args.seed + i}", seconds, [accuracy(y_test, p) for p in probs]))
     print(f"all members' runs finished (final models saved and tested) at {trained:.0f} s")
     if args.members > 1:
         seconds = [max(m[0][e] for m in members) for e in range(epochs)]
-        accuracy = [
-            float(np.mean(np.mean([m[1][e] for m in members], axis=0).argmax(1) == y_test))
-            for e in range(epochs)
-        ]
-        print(row("ensemble", seconds, accuracy))
+        averaged = [np.mean([m[1][e] for m in members], axis=0) for e in range(epochs)]
+        print(row("ensemble", seconds, [accuracy(y_test, p) for p in averaged]))
         ensemble = subprocess.run(
             [sys.executable, "-m", "mnistlab", "ensemble", *(str(f / "run") for f in folders),
              "--out", str(out / "ensemble"), *data],
