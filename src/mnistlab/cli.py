@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         notice = backend.choose()  # before anything imports Keras
         if notice:
             print(f"mnistlab: warning: {notice}", file=sys.stderr)
+        if args.needs_keras:
+            backend.import_keras_lean()
         return args.handler(args)
     except ConfigError as e:  # it names a field; the user typed a flag
         print(f"mnistlab: error: {as_flags(str(e))}", file=sys.stderr)
@@ -85,9 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command(commands, name: str, help: str, handler, description: str | None = None):
+def _command(
+    commands, name: str, help: str, handler, description: str | None = None, keras: bool = True
+):
+    """A subcommand; `keras`: whether it needs Keras, imported lean before it runs."""
     parser = commands.add_parser(name, help=help, description=description or help)
-    parser.set_defaults(handler=handler)
+    parser.set_defaults(handler=handler, needs_keras=keras)
     return parser
 
 
@@ -551,7 +556,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _add_runs(commands) -> None:
-    p = _command(commands, "runs", "list finished runs, newest first", _list_runs)
+    p = _command(commands, "runs", "list finished runs, newest first", _list_runs, keras=False)
     p.add_argument(
         "--root", type=Path, default=runs.DEFAULT_ROOT, help=f"folder of runs ({runs.DEFAULT_ROOT})"
     )
@@ -578,6 +583,7 @@ def _add_show_data(commands) -> None:
         "show-data",
         "print the data set's shapes and class counts; draw its first 25 images",
         _show_data,
+        keras=False,
     )
     _data_option(p)
     p.add_argument("--out", type=Path, default=Path("mnist-samples.png"), help="PNG grid to write")

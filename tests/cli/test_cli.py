@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mnistlab import runs
 
@@ -24,6 +25,26 @@ print("keras" in sys.modules, "jax" in sys.modules)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.stdout.splitlines()[-1] == "False False"
+
+
+def test_commands_import_keras_without_what_they_never_use(tiny_runs, mnist, tmp_path):
+    # Keras' own import of scikit-learn and pyplot was 1.7 s of every `mnistlab predict`.
+    # `runs` needs no Keras at all.
+    digit = tmp_path / "digit.png"
+    Image.fromarray(255 - mnist.x_test[0]).save(digit)  # dark ink on white paper
+    script = f"""
+import sys
+from mnistlab.cli import main
+main(["runs", "--root", {str(tmp_path)!r}])
+print("keras" in sys.modules)
+assert main(["predict", {str(tiny_runs[0])!r}, {str(digit)!r}]) == 0
+print("keras" in sys.modules, "sklearn" in sys.modules, "matplotlib.pyplot" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1] == "False"
+    assert lines[-1] == "True False False"
 
 
 def test_train_help_gives_every_default(cli):

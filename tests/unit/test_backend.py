@@ -1,6 +1,7 @@
 """The Keras backend: JAX unless the user chose another that is installed."""
 
 import json
+import subprocess
 import sys
 
 import pytest
@@ -52,3 +53,47 @@ def test_the_environment_variable_wins_and_is_named(keras_home, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "mxnet")
     assert "environment variable KERAS_BACKEND" in backend.choose()
     assert backend.os.environ["KERAS_BACKEND"] == "jax"
+
+
+def _in_a_fresh_process(script: str) -> str:
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()[-1]
+
+
+def test_lean_keras_leaves_out_its_extras_and_they_still_import_after():
+    script = """
+import sys
+from mnistlab import backend
+backend.choose()
+backend.import_keras_lean()
+before = [name in sys.modules for name in ("keras", "sklearn", "matplotlib.pyplot")]
+import matplotlib.pyplot, sklearn.metrics
+print(before, sklearn.metrics.accuracy_score([1, 2], [1, 3]), matplotlib.pyplot.figure() is not None)
+"""
+    assert _in_a_fresh_process(script) == "[True, False, False] 0.5 True"
+
+
+def test_lean_keras_leaves_an_extra_already_imported_to_keras():
+    script = """
+import sklearn
+from mnistlab import backend
+backend.choose()
+backend.import_keras_lean()
+from keras.src.wrappers import fixes
+print(fixes.sklearn is sklearn)
+"""
+    assert _in_a_fresh_process(script) == "True"
+
+
+def test_lean_keras_imports_keras_whole_when_it_needs_what_was_hidden():
+    # rich (which Keras needs to import) stands for an extra a future Keras needs.
+    script = """
+from mnistlab import backend
+backend.choose()
+backend.KERAS_EXTRAS = ("rich",)
+backend.import_keras_lean()
+import keras, rich.console
+print(keras.layers.Dense(2).units, rich.console.Console is not None)
+"""
+    assert _in_a_fresh_process(script) == "2 True"
