@@ -1,5 +1,6 @@
 """The command line end to end in tiny mode, and every way a user can get it wrong."""
 
+import os
 import re
 import subprocess
 import sys
@@ -45,6 +46,65 @@ print("keras" in sys.modules, "sklearn" in sys.modules, "matplotlib.pyplot" in s
     lines = result.stdout.splitlines()
     assert lines[1] == "False"
     assert lines[-1] == "True False False"
+
+
+def test_the_command_ends_as_python_would_with_threads_handlers_and_output_done():
+    # run() ends the process without Python's teardown; nothing a normal exit does may go.
+    script = """
+import atexit, sys, threading, time
+from mnistlab import cli
+
+def main():
+    atexit.register(lambda: print("exit handler"))
+    threading.Thread(target=lambda: (time.sleep(0.5), print("thread"))).start()
+    print("x" * 100_000)  # more than the pipe's buffer; stdout is not flushed by itself
+    print("to stderr", file=sys.stderr)
+    return 3
+
+cli.main = main
+cli.run()
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=_buffered()
+    )
+    assert result.returncode == 3
+    assert result.stdout.splitlines() == ["x" * 100_000, "thread", "exit handler"]
+    assert result.stderr == "to stderr\n"
+
+
+def test_the_command_into_a_closed_pipe_ends_quietly():
+    # `mnistlab runs | true`: the reader is gone before the output is flushed.
+    script = """
+import time
+from mnistlab import cli
+
+def main():
+    time.sleep(0.5)  # long enough for the reader to be gone
+    print("a line")
+    return 0
+
+cli.main = main
+cli.run()
+"""
+    command = ["bash", "-c", 'set -o pipefail; "$0" -c "$1" | true', sys.executable, script]
+    result = subprocess.run(command, capture_output=True, text=True, env=_buffered())
+    assert result.returncode == 0
+    assert result.stderr == ""
+
+
+def test_a_command_writing_into_a_closed_pipe_stops_quietly(tiny_runs, mnist, tmp_path):
+    # `mnistlab predict RUN *.png | head -1`: the reader goes while answers are written.
+    Image.fromarray(255 - mnist.x_test[0]).save(tmp_path / "d.png")
+    command = f"{sys.executable} -m mnistlab predict {tiny_runs[0]} {' d.png' * 3000} | head -1"
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=tmp_path)
+    assert result.stdout.startswith("d.png: ")
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipeError" not in result.stderr
+
+
+def _buffered() -> dict[str, str]:
+    """The environment with Python's output buffered, as it is by default."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
 
 
 def test_train_help_gives_every_default(cli):

@@ -69,7 +69,8 @@ backend.choose()
 backend.import_keras_lean()
 before = [name in sys.modules for name in ("keras", "sklearn", "matplotlib.pyplot")]
 import matplotlib.pyplot, sklearn.metrics
-print(before, sklearn.metrics.accuracy_score([1, 2], [1, 3]), matplotlib.pyplot.figure() is not None)
+figure = matplotlib.pyplot.figure()
+print(before, sklearn.metrics.accuracy_score([1, 2], [1, 3]), figure is not None)
 """
     assert _in_a_fresh_process(script) == "[True, False, False] 0.5 True"
 
