@@ -79,6 +79,8 @@ def run() -> typing.NoReturn:
         code = main()
     except BrokenPipeError:  # `mnistlab ... | head`: the reader has all it wanted
         code = 1  # as Python's documentation advises
+    if sys.getprofile() or sys.gettrace():  # a profiler's or debugger's report comes after
+        sys.exit(code)
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()

@@ -1,6 +1,7 @@
 """The command line end to end in tiny mode, and every way a user can get it wrong."""
 
 import os
+import pstats
 import re
 import subprocess
 import sys
@@ -70,6 +71,16 @@ cli.run()
     assert result.returncode == 3
     assert result.stdout.splitlines() == ["x" * 100_000, "thread", "exit handler"]
     assert result.stderr == "to stderr\n"
+
+
+def test_a_profiled_command_still_gets_its_profile(tmp_path):
+    # `python -m cProfile -o F -m mnistlab ...` writes F after the command has returned.
+    profile = tmp_path / "profile"
+    command = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "mnistlab", "runs",
+               "--root", tmp_path]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert pstats.Stats(str(profile)).total_calls > 0
 
 
 def test_the_command_into_a_closed_pipe_ends_quietly():
