@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from mnistlab.data import DataError, load_mnist, split_validation
+from mnistlab.data import DataError, load_mnist, scale, split_validation
 
 rng = np.random.default_rng(0)
 ARRAYS = {
@@ -154,3 +154,12 @@ def test_split_validation_holds_out_the_last_fraction():
 def test_split_validation_refuses_an_empty_split():
     with pytest.raises(DataError, match="empty split"):
         split_validation(np.arange(1), np.arange(1), 0.5)
+
+
+def test_scale_gives_the_numbers_of_a_cast_then_a_division():
+    # Every pixel value: a run trained before and after any change to scale() is the same.
+    x = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    scaled = scale(x)
+    assert scaled.dtype == np.float32
+    assert np.array_equal(scaled, x.astype(np.float32) / 255.0)
+    assert scaled.min() == 0.0 and scaled.max() == 1.0
