@@ -171,3 +171,32 @@ def test_the_progress_bar_counts_the_steps_of_an_epoch_in_a_tiny_run(terminal, t
     assert counts, text
     assert all(done <= total for done, total in counts), counts  # never "75/32"
     assert (32, 32) in counts
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_validation_needs_one_compiled_program(mnist, caplog, augment):
+    """400 validation images at batches of 128 (or Keras' 32 for batches it does not
+    make) end in a short batch: a second program to compile in every trial of a search."""
+    import jax
+
+    from mnistlab.config import TrainConfig
+    from mnistlab.training import fit_and_validate
+
+    if keras.backend.backend() != "jax":
+        pytest.skip("counts JAX's compilations")
+    config = TrainConfig(epochs=1, limit=2000, augment=augment, seed=3)
+    with caplog.at_level("WARNING"), jax.log_compiles():
+        logs = fit_and_validate(config, mnist)
+    compiled = [r.getMessage() for r in caplog.records if "jit(test_step)" in r.getMessage()]
+    assert len([m for m in compiled if m.startswith("Compiling")]) == 1, compiled
+    assert 0.5 < logs[0]["val_accuracy"] <= 1.0
+
+
+def test_validation_batches_split_the_images_evenly():
+    from mnistlab.training import validation_batch_size
+
+    assert validation_batch_size(12000, 128) == 1000  # the default 20% of 60,000
+    assert validation_batch_size(1200, 128) == 600  # 2%, as the long `cnn` runs hold out
+    assert validation_batch_size(400, 32) == 400
+    assert validation_batch_size(10007, 128) == 128  # a prime: no even split worth having
+    assert validation_batch_size(20, 128) == 128
