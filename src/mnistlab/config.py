@@ -15,7 +15,10 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 # halved whenever val_loss has not improved for 2 epochs.
 LR_SCHEDULES = ("constant", "cosine", "onecycle", "plateau")
 PADDINGS = ("valid", "same")
-# Which model file of a run: final_model.keras (best val_loss) or best_model.keras.
+# What final_model.keras holds: best, the weights of the lowest val_loss (early stopping
+# restores them); last, the last epoch's, for a schedule that anneals to the end.
+FINAL_WEIGHTS = ("best", "last")
+# Which model file of a run: final_model.keras (see FINAL_WEIGHTS) or best_model.keras.
 MODELS = ("final", "best")
 # What runs a model for prediction: Keras, or ONNX Runtime on the run's ONNX export.
 ENGINES = ("keras", "onnx")
@@ -141,7 +144,14 @@ class TrainConfig(_Config):
     validation_split: float = option(
         0.2, "last fraction of the training images held out, as Keras' validation_split does"
     )
-    patience: int = option(5, "early-stopping patience on val_loss (best weights restored)")
+    patience: int = option(5, "early-stopping patience on val_loss")
+    final_weights: str = option(
+        "best",
+        "what final_model.keras holds: best, the weights of the epoch of lowest val_loss; "
+        "last, the last epoch's (for a schedule that anneals to its end, judged on few "
+        "held-out images)",
+        choices=FINAL_WEIGHTS,
+    )
     seed: int = option(0, "random seed")
     limit: int | None = option(
         None, "train on the first N training images only (default: all; the tiny mode)"
@@ -180,6 +190,7 @@ class TrainConfig(_Config):
                 f"validation_split must be in (0, 1), got {self.validation_split}",
             ),
             (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
+            one_of("final_weights", self.final_weights, FINAL_WEIGHTS),
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
             (self.limit is None or self.limit > 1, f"limit must be > 1, got {self.limit}"),
             (self.steps_per_execution > 0, "steps_per_execution must be > 0"),
@@ -229,7 +240,10 @@ def _type_name(tp: typing.Any) -> str:
 SAMPLERS = ("tpe", "random", "gp", "grid")
 PRUNERS = ("median", "hyperband", "none")
 SPACES = ("default", "seed")
-_MODEL_HELP = "final_model.keras (best val_loss) or best_model.keras (best val_accuracy)"
+_MODEL_HELP = (
+    "final_model.keras (best val_loss, or the last epoch's: the run's final_weights) or "
+    "best_model.keras (best val_accuracy)"
+)
 _ENGINE_HELP = (
     "keras, or onnx: ONNX Runtime on the run's ONNX export (an .onnx file is always run with onnx)"
 )
@@ -568,7 +582,12 @@ PRESETS: dict[str, TrainConfig] = {
 def preset_config(name: str, **overrides: typing.Any) -> TrainConfig:
     """The preset `name` with some fields replaced; None values mean 'keep the preset's'."""
     require([one_of("preset", name, PRESETS)])
-    return override(PRESETS[name], **overrides)
+    preset = PRESETS[name]
+    # Where the schedule, not early stopping, ends training (patience = epochs), it still
+    # does with other epochs: else `--epochs 50` stops a 30-patience run mid-schedule.
+    if preset.patience == preset.epochs and overrides.get("patience") is None:
+        overrides = {**overrides, "patience": overrides.get("epochs")}
+    return override(preset, **overrides)
 
 
 def override(config: TrainConfig, **overrides: typing.Any) -> TrainConfig:

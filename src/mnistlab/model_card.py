@@ -130,9 +130,10 @@ def _training(run: Run) -> str:
     if not isinstance(run.config, TrainConfig):
         return f"Its members ran {m.get('epochs_run', '-')} epochs in all, {seconds}. File: \
 `final_model.keras`."
+    which = "the last" if run.config.final_weights == "last" else "lowest val_loss"
     return (
-        f"Epochs run: {m['epochs_run']}, final weights from epoch {m['best_epoch']} (lowest "
-        f"val_loss); {seconds}. Files: `final_model.keras` (this card), `best_model.keras` "
+        f"Epochs run: {m['epochs_run']}, final weights from epoch {m['best_epoch']} ({which}); "
+        f"{seconds}. Files: `final_model.keras` (this card), `best_model.keras` "
         "(highest val_accuracy)."
     )
 

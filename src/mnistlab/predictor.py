@@ -85,7 +85,7 @@ class Predictor:
     def from_run(
         cls, run: runs.Run | Path, which: str = "final", engine: str = "keras"
     ) -> Predictor:
-        """Load `final_model.keras` (early stopping's best val_loss) or `best_model.keras`;
+        """Load `final_model.keras` (see TrainConfig.final_weights) or `best_model.keras`;
         with engine onnx, the run's ONNX export of that model (`mnistlab export`)."""
         require([one_of("model", which, MODELS), one_of("engine", engine, ENGINES)])
         run_dir = runs.as_run(run).path

@@ -127,6 +127,7 @@ def prune(config: PruneConfig, data: Mnist, run_dir: Path, verbose: int | str = 
         learning_rate=rate,
         lr_schedule="constant",
         patience=PATIENCE,
+        final_weights="best",  # _fine_tune restores them
         seed=config.seed,
     )
     run_dir = Path(run_dir)

@@ -193,7 +193,7 @@ class Run:
 
     @functools.cached_property
     def model(self) -> typing.Any:
-        """The run's final Keras model (early stopping's best val_loss), loaded on first use.
+        """The run's final Keras model (as TrainConfig.final_weights says), loaded on first use.
 
         A run that `mnistlab.train` has just made holds the model it trained.
         """

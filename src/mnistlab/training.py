@@ -161,6 +161,13 @@ def fit_and_validate(
     ]
 
 
+def _final_epoch(config: TrainConfig, history: list[dict]) -> int:
+    """The epoch (1-based) whose weights final_model.keras holds."""
+    if config.final_weights == "last":
+        return history[-1]["epoch"]
+    return min(history, key=lambda r: r["val_loss"])["epoch"]
+
+
 def train(config: TrainConfig, data: Mnist, run_dir: Path, verbose: int | str = "auto") -> runs.Run:
     """Train, checkpoint and test one model; resume if `run_dir` holds an unfinished run.
 
@@ -193,7 +200,7 @@ def _train(config: TrainConfig, data: Mnist, run_dir: Path, verbose: int | str) 
             run_dir / runs.EARLY_STOPPING_STATE,
             monitor="val_loss",
             patience=config.patience,
-            restore_best_weights=True,
+            restore_best_weights=config.final_weights == "best",
         ),
         # Last, so that every other callback's state for an epoch is on disk before the
         # backup says that epoch is done. Two copies: a kill mid-write leaves the older one.
@@ -203,7 +210,8 @@ def _train(config: TrainConfig, data: Mnist, run_dir: Path, verbose: int | str) 
     ]
     model = fit(config, data, callbacks, verbose)
 
-    # The model now holds the best-val_loss weights that EarlyStopping restored.
+    # The model now holds the weights config.final_weights names (EarlyStopping restored
+    # the lowest val_loss's, or left the last epoch's).
     with runs.atomic_path(run_dir / runs.FINAL_MODEL) as tmp:
         model.save(tmp)
     if config.save_h5:
@@ -216,8 +224,8 @@ def _train(config: TrainConfig, data: Mnist, run_dir: Path, verbose: int | str) 
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "epochs_run": len(history),
-        # Epoch (1-based) whose weights final_model.keras holds: lowest val_loss.
-        "best_epoch": min(history, key=lambda r: r["val_loss"])["epoch"],
+        # Epoch (1-based) whose weights final_model.keras holds.
+        "best_epoch": _final_epoch(config, history),
         # Epoch whose weights best_model.keras holds: highest val_accuracy.
         "checkpoint_epoch": max(history, key=lambda r: r["val_accuracy"])["epoch"],
         "best_val_accuracy": max(r["val_accuracy"] for r in history),

@@ -115,6 +115,32 @@ def test_a_schedule_is_seen_in_tensorboard_epoch_by_epoch(cli, tmp_path):
     assert rates == pytest.approx(expected, rel=1e-3)
 
 
+def test_final_weights_last_keeps_the_last_epoch_not_the_lowest_val_loss(cli, mnist, tmp_path):
+    # A high constant rate on 3,000 images: val_loss is lowest before the last epoch.
+    common = ("train", "--quiet", "--limit", 3000, "--epochs", 8, "--patience", 10,
+              "--learning-rate", 0.01, "--seed", 3)  # fmt: skip
+    finals = {}
+    for which in ("best", "last"):
+        run_dir = tmp_path / which
+        result = cli(*common, "--final-weights", which, "--run-dir", run_dir)
+        assert result.returncode == 0, result.stderr
+        history = runs.read_json(run_dir / runs.HISTORY)
+        metrics = runs.read_json(run_dir / runs.METRICS)
+        final = keras.saving.load_model(run_dir / runs.FINAL_MODEL)
+        val = final.evaluate(scale(mnist.x_train[2400:3000]), mnist.y_train[2400:3000],
+                             batch_size=600, verbose=0, return_dict=True)  # fmt: skip
+        finals[which] = (history, metrics, val["loss"])
+    (history, best, best_loss), (same_history, last, last_loss) = finals["best"], finals["last"]
+    assert [r["val_loss"] for r in history] == [r["val_loss"] for r in same_history]
+    lowest = min(history, key=lambda r: r["val_loss"])
+    assert lowest["epoch"] < 8  # the case this test is about
+    assert best["best_epoch"] == lowest["epoch"]
+    assert best_loss == pytest.approx(lowest["val_loss"], abs=1e-4)
+    assert last["best_epoch"] == 8
+    assert last_loss == pytest.approx(history[-1]["val_loss"], abs=1e-4)
+    assert last["test_accuracy"] != best["test_accuracy"]
+
+
 def tiny_training(cli, run_dir, seed):
     result = cli("train", "--quiet", "--limit", 6000, "--epochs", 2, "--seed", seed,
                  "--run-dir", run_dir)  # fmt: skip

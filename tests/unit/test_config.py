@@ -96,6 +96,7 @@ def test_wrong_types_are_rejected(field, value):
         ("conv_filters", (32, 32, 32, 32), "at most 3 conv blocks"),
         ("lr_schedule", "step", "unknown lr_schedule 'step'; choose from: constant, cosine"),
         ("conv_padding", "full", "unknown conv_padding 'full'; choose from: valid, same"),
+        ("final_weights", "worst", "unknown final_weights 'worst'; choose from: best, last"),
     ],
 )
 def test_out_of_range_values_are_rejected(field, value, message):
@@ -119,3 +120,12 @@ def test_none_overrides_keep_the_preset_value():
     config = preset_config("mlp-128", epochs=None, batch_size=256)
     assert config.epochs == 10
     assert config.batch_size == 256
+
+
+def test_a_schedule_that_ends_training_still_does_with_more_epochs():
+    # The cnn preset's one-cycle run ends by its schedule (patience = epochs = 30); with 50
+    # epochs, a patience of 30 stopped one 50-epoch member at epoch 48, mid-schedule.
+    assert preset_config("cnn", epochs=50).patience == 50
+    assert preset_config("cnn", epochs=50, patience=7).patience == 7
+    assert preset_config("cnn").patience == 30
+    assert preset_config("deep-mlp", epochs=10).patience == 5  # early stopping ends it
