@@ -129,3 +129,13 @@ def test_a_schedule_that_ends_training_still_does_with_more_epochs():
     assert preset_config("cnn", epochs=50, patience=7).patience == 7
     assert preset_config("cnn").patience == 30
     assert preset_config("deep-mlp", epochs=10).patience == 5  # early stopping ends it
+
+
+def test_a_schedule_that_ends_training_keeps_its_last_epoch():
+    # Their lowest val_loss is picked on held-out noise; the annealed last epoch measured as
+    # good or better (README, "Last-epoch weights"). Early-stopped presets restore the best.
+    assert preset_config("cnn").final_weights == "last"
+    assert preset_config("deep-mlp-aug", epochs=20).final_weights == "last"
+    assert preset_config("cnn", final_weights="best").final_weights == "best"
+    assert preset_config("deep-mlp").final_weights == "best"
+    assert preset_config("cnn-basic").final_weights == "best"
