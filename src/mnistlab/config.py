@@ -165,6 +165,12 @@ class TrainConfig(_Config):
         "distort every training batch: shifts, rotation, scale, shear, elastic, stroke width, "
         "binarisation (seeded; never at inference)",
     )
+    augment_strength: float = option(
+        1.0,
+        "scale of --augment's distortions (shifts, angles, elastic displacement, stroke-change "
+        "rates): 0.5 halves them; milder members mixed with full-strength ones make better "
+        "cnn ensembles (README)",
+    )
     save_h5: bool = option(False, "also save final_model.h5 (legacy HDF5 format)", flag="--h5")
 
     def __post_init__(self) -> None:
@@ -194,6 +200,14 @@ class TrainConfig(_Config):
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
             (self.limit is None or self.limit > 1, f"limit must be > 1, got {self.limit}"),
             (self.steps_per_execution > 0, "steps_per_execution must be > 0"),
+            (
+                0.0 < self.augment_strength <= 1.0,
+                f"augment_strength must be in (0, 1], got {self.augment_strength}",
+            ),
+            (
+                self.augment or self.augment_strength == 1.0,
+                "augment_strength needs --augment (or a preset that augments)",
+            ),
         ]
         require(checks)
 

@@ -72,9 +72,10 @@ class AugmentedBatches(keras.utils.PyDataset):
     whatever order or thread the batches are made in. EpochSeeds sets the epoch.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, strength: float):
         super().__init__()
         self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.strength = strength
         self.set_epoch(0)
 
     def __len__(self) -> int:
@@ -83,7 +84,7 @@ class AugmentedBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        return augment_batch(self.x[rows], rng), self.y[rows]
+        return augment_batch(self.x[rows], rng, self.strength), self.y[rows]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -126,7 +127,9 @@ def fit(
     )
     validation_batch = validation_batch_size(len(validation[0]), config.batch_size)
     if config.augment:
-        batches = AugmentedBatches(x_train, y_train, config.batch_size, config.seed)
+        batches = AugmentedBatches(
+            x_train, y_train, config.batch_size, config.seed, config.augment_strength
+        )
         callbacks = [EpochSeeds(config.seed, batches), *callbacks]
         model.fit(batches, validation_data=validation, epochs=config.epochs,
                   validation_batch_size=validation_batch, callbacks=callbacks,

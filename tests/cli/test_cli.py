@@ -197,13 +197,17 @@ def test_a_finished_run_is_never_overwritten(cli, tmp_path):
 
 
 def test_augmented_training_is_recorded_and_reproducible(cli, tmp_path):
-    for name in ("a", "b"):
-        result = cli("train", "--quiet", "--augment", "--limit", 2000, "--epochs", 1,
-                     "--run-dir", tmp_path / name)  # fmt: skip
+    for name, strength in (("a", 1), ("b", 1), ("mild", 0.5)):
+        result = cli("train", "--quiet", "--augment", "--augment-strength", strength,
+                     "--limit", 2000, "--epochs", 1, "--run-dir", tmp_path / name)  # fmt: skip
         assert result.returncode == 0, result.stderr
-    assert runs.read_json(tmp_path / "a" / runs.CONFIG)["config"]["augment"] is True
-    first, second = (runs.read_json(tmp_path / n / runs.HISTORY)[0] for n in ("a", "b"))
+    config = runs.read_json(tmp_path / "mild" / runs.CONFIG)["config"]
+    assert config["augment"] is True and config["augment_strength"] == 0.5
+    first, second, mild = (
+        runs.read_json(tmp_path / n / runs.HISTORY)[0] for n in ("a", "b", "mild")
+    )
     assert first["loss"] == second["loss"]  # the same seed gives the same distortions
+    assert mild["loss"] != first["loss"]  # the strength reaches the batches
 
 
 def serve_and_read(run, *options):
