@@ -73,6 +73,7 @@ def augment_batch(x: np.ndarray, rng: np.random.Generator, strength: float = 1.0
     return np.clip(out, 0.0, 1.0)
 
 
-def preview(images: np.ndarray, seed: int) -> np.ndarray:
+def preview(images: np.ndarray, seed: int, strength: float = 1.0) -> np.ndarray:
     """uint8 digits (N, 28, 28) distorted as one training batch would be, as uint8 again."""
-    return (augment_batch(scale(images), np.random.default_rng(seed)) * 255).astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    return (augment_batch(scale(images), rng, strength) * 255).astype(np.uint8)

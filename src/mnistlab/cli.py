@@ -615,9 +615,17 @@ def _add_show_data(commands) -> None:
         "--augment", action="store_true", help="draw the images as training augments them"
     )
     p.add_argument("--seed", type=int, default=0, help="augmentation seed (0)")
+    p.add_argument(
+        "--augment-strength",
+        type=float,
+        default=1.0,
+        help="scale of the distortions, in (0, 1], as train's option of that name (1)",
+    )
 
 
 def _show_data(args: argparse.Namespace) -> int:
+    # train's checks and messages for the same two options
+    TrainConfig(augment=args.augment, augment_strength=args.augment_strength)
     data = load_mnist(args.data)
     from mnistlab import augment, plots
 
@@ -629,7 +637,8 @@ def _show_data(args: argparse.Namespace) -> int:
     )
     images, title = data.x_train[:25], "First 25 training images"
     if args.augment:
-        images, title = augment.preview(images, args.seed), f"{title}, augmented (seed {args.seed})"
+        images = augment.preview(images, args.seed, args.augment_strength)
+        title = f"{title}, augmented (seed {args.seed}, strength {args.augment_strength:g})"
     grid = plots.digit_grid(images, [f"label {y}" for y in data.y_train[:25]], title=title)
     runs.write_bytes(args.out, plots.to_png(grid))
     print(f"grid: {args.out}")

@@ -206,7 +206,8 @@ class TrainConfig(_Config):
             ),
             (
                 self.augment or self.augment_strength == 1.0,
-                "augment_strength needs --augment (or a preset that augments)",
+                "augment_strength needs augment (--augment on the command line, "
+                "or a preset that augments)",
             ),
         ]
         require(checks)

@@ -128,6 +128,30 @@ def test_show_data_augmented_differs_from_the_plain_grid(cli, tmp_path):
     assert (tmp_path / "aug.png").read_bytes() != (tmp_path / "plain.png").read_bytes()
 
 
+def test_show_data_draws_milder_distortions_and_refuses_a_bad_strength(cli, tmp_path):
+    full = cli("show-data", "--augment", "--seed", 3, "--out", tmp_path / "full.png")
+    mild = cli(
+        "show-data",
+        "--augment",
+        "--augment-strength",
+        0.5,
+        "--seed",
+        3,
+        "--out",
+        tmp_path / "mild.png",
+    )
+    assert full.returncode == mild.returncode == 0
+    assert (tmp_path / "mild.png").read_bytes() != (tmp_path / "full.png").read_bytes()
+    for bad, message in [
+        (("--augment", "--augment-strength", 0), "--augment-strength must be in (0, 1]"),
+        (("--augment-strength", 0.5), "--augment-strength needs augment (--augment"),
+    ]:
+        result = cli("show-data", *bad, "--out", tmp_path / "bad.png")
+        assert result.returncode == 2
+        assert message in result.stderr
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_evaluate_writes_a_model_card_whose_command_reproduces_the_run(cli, tiny_runs, tmp_path):
     import shlex
 

@@ -98,7 +98,7 @@ def test_wrong_types_are_rejected(field, value):
         ("conv_padding", "full", "unknown conv_padding 'full'; choose from: valid, same"),
         ("final_weights", "worst", "unknown final_weights 'worst'; choose from: best, last"),
         ("augment_strength", 0.0, r"augment_strength must be in \(0, 1\], got 0.0"),
-        ("augment_strength", 0.5, "augment_strength needs --augment"),
+        ("augment_strength", 0.5, r"augment_strength needs augment \(--augment"),
     ],
 )
 def test_out_of_range_values_are_rejected(field, value, message):
