@@ -615,12 +615,7 @@ def _add_show_data(commands) -> None:
         "--augment", action="store_true", help="draw the images as training augments them"
     )
     p.add_argument("--seed", type=int, default=0, help="augmentation seed (0)")
-    p.add_argument(
-        "--augment-strength",
-        type=float,
-        default=1.0,
-        help="scale of the distortions, in (0, 1], as train's option of that name (1)",
-    )
+    add_fields(p, TrainConfig, names=("augment_strength",))
 
 
 def _show_data(args: argparse.Namespace) -> int:
