@@ -121,13 +121,15 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def __init__(self, filepath: Path, **kwargs):
         self.final_path = Path(filepath)
-        # Keras picks the format from the suffix, so the temporary name keeps ".keras".
-        partial = self.final_path.with_name(f".{self.final_path.stem}.partial.keras")
-        super().__init__(str(partial), **kwargs)
+        super().__init__(str(runs.partial_path(self.final_path)), **kwargs)
 
     def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
         partial = Path(self.filepath)
+        try:
+            super().on_epoch_end(epoch, logs)
+        except BaseException:
+            partial.unlink(missing_ok=True)  # half-written: never left to fill a disk
+            raise
         if partial.exists():
             partial.replace(self.final_path)
 

@@ -352,30 +352,39 @@ def _each_file(args: argparse.Namespace, answer_all, describe, done: str, sep: s
     yields (path, answer or UserError), `describe(answer)` giving (JSON record, text,
     unsure): a line each, above a progress bar on a terminal; a note for each file
     skipped; one closing count. Exit status 1 if a file failed ('unsure' is an answer)."""
-    from mnistlab.images import image_files
+    from mnistlab.images import image_files, skip_reason
 
     files, skipped = image_files(args.images)
     for path in skipped:
-        print(f"skipped {path}: {'a folder' if path.is_dir() else 'not an image file'}",
-              file=sys.stderr)  # fmt: skip
+        print(f"skipped {_shown(path)}: {skip_reason(path)}", file=sys.stderr, flush=True)
     counts = dict.fromkeys((done, "unsure", "failed"), 0)
     with progress.bar(len(files), "file") as bar:
         for path, answer in answer_all(files):
             if isinstance(answer, UserError):
                 counts["failed"] += 1
-                record, line = {"error": str(answer)}, f"error: {answer}"
+                record, line = {"error": _shown(answer)}, f"error: {_shown(answer)}"
             else:
                 record, line, unsure = describe(answer)
                 counts["unsure" if unsure else done] += 1
-            bar.write(
-                json.dumps({"file": str(path), **record}) if args.json else f"{path}{sep}{line}"
-            )
+            shown = _shown(path)
+            bar.write(json.dumps({"file": shown, **record}) if args.json else f"{shown}{sep}{line}")
+            sys.stdout.flush()  # a reader of the pipe sees each answer when it is made
             bar.update()
     summary = ", ".join(f"{n} {what}" for what, n in counts.items())
     summary += f", {len(skipped)} skipped" if skipped else ""
     files_ = f"{len(files)} file{'s' if len(files) != 1 else ''}"
     print(f"{files_}: {summary}", file=sys.stderr if args.json else sys.stdout)
     return 1 if counts["failed"] else 0
+
+
+def _shown(thing: object) -> str:
+    """Text that any UTF-8 reader takes: bytes of a file name that are not UTF-8 (which
+    Python holds as lone surrogates) written as visible escapes, as `ls -b` does."""
+    text = str(thing)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that no file name made
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _predict(args: argparse.Namespace) -> int:

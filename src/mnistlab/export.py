@@ -6,11 +6,8 @@ with the Keras model, and only then renamed into place: a failed check leaves no
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import shutil
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -48,7 +45,7 @@ def export_run(config: ExportConfig, data: Mnist) -> dict[str, typing.Any]:
     out = Path(config.out) if config.out else default_path(config)
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    with _atomic(out) as tmp:
+    with runs.atomic_path(out) as tmp:
         with progress.step(f"writing {config.format}"):
             _write(reference.model, config.format, tmp)
         with progress.step(f"checking it on {len(y_test):,} test digits"):
@@ -205,20 +202,3 @@ def _size(path: Path) -> int:
     if path.is_dir():
         return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return path.stat().st_size
-
-
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """runs.atomic_path, also for a SavedModel folder."""
-    if path.suffix != SUFFIXES["savedmodel"]:
-        with runs.atomic_path(path) as tmp:
-            yield tmp
-        return
-    tmp = path.with_name(f".{path.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        yield tmp
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

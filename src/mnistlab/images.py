@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,8 @@ MAX_SIDE = 1024
 HEAVY_PIXELS = 4_000_000
 HEAVY_DECODES = 2
 _heavy_decodes = threading.BoundedSemaphore(HEAVY_DECODES)
+EXIF_ORIENTATION = 0x0112
+QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that exif_transpose turns by 90 degrees
 # Modes that Image.reduce averages meaningfully.
 REDUCIBLE_MODES = ("L", "LA", "La", "RGB", "RGBA", "RGBa", "I", "F", "CMYK", "YCbCr", "LAB")
 # MNIST fitted each digit into a BOX x BOX square, then centred it in SIDE x SIDE.
@@ -49,13 +53,36 @@ FULL_INK_PERCENTILE = 90
 FAINT = 0.05  # of full ink: fainter is resampling's ringing, not ink
 # Ink below this fraction of the strongest ink is background (paper grain, shadows).
 INK_THRESHOLD = 0.2
+# Ink covers at most 33% of an MNIST digit's 28x28, 35% of a synthetic number and 57% of
+# a real cheque amount (its printed background), and 77% or more of random noise.
+MAX_INK_SHARE = 0.7
 
 
 class ImageError(UserError):
     """This image cannot be read as a digit; the message says why."""
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image as worked on, and how its pixels map to the file's."""
+
+    gray: np.ndarray  # (H, W) float32 in [0, 255], at most MAX_SIDE a side
+    factor: int  # each working pixel stands for factor x factor of the file's
+    size: tuple[int, int]  # the file's width and height (after its EXIF rotation)
+
+    def box(self, box: list[int]) -> list[int]:
+        """A box (x, y, w, h) in working pixels -> the same box in the file's pixels."""
+        x, y, w, h = (v * self.factor for v in box)
+        width, height = self.size
+        return [x, y, min(x + w, width) - x, min(y + h, height) - y]
+
+
 def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
+    """An image file's grayscale floats (H, W) in [0, 255], as decode makes them."""
+    return decode(source).gray
+
+
+def decode(source: bytes | str | os.PathLike) -> Decoded:
     """Decode an image file into grayscale floats (H, W) in [0, 255], paper-white background.
 
     Handles PNG, JPEG, BMP, GIF and TIFF in any mode: palette, 16-bit, CMYK, LAB, and
@@ -63,21 +90,26 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
     Images larger than MAX_SIDE are reduced while decoding (JPEG) or right after, before
     any float copy: work and memory stay bounded, whatever the file's size.
     """
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    data = source if isinstance(source, bytes) else _read_regular(Path(source))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)
+            width, height = image.size
             image.draft(image.mode, (MAX_SIDE, MAX_SIDE))  # JPEG: decode at 1/2, 1/4, 1/8
-            size = f"image of {image.width}x{image.height} pixels"
+            shown = f"image of {image.width}x{image.height} pixels"
             if image.width * image.height > MAX_PIXELS:
-                raise ImageError(f"{size} is over the {MAX_PIXELS:,}-pixel limit")
+                raise ImageError(f"{shown} is over the {MAX_PIXELS:,}-pixel limit")
             if max(image.size) > MAX_DIMENSION:
-                raise ImageError(f"{size} is over the {MAX_DIMENSION:,}-pixel limit for a side")
+                raise ImageError(f"{shown} is over the {MAX_DIMENSION:,}-pixel limit for a side")
+            draft = round(width / image.width)  # 1, or the scale JPEG's draft decodes at
             heavy = image.width * image.height > HEAVY_PIXELS
             with _heavy_decodes if heavy else contextlib.nullcontext():
-                image = _reduced(image)
-            image = ImageOps.exif_transpose(image)  # phone photos carry their rotation in EXIF
+                image, factor = _reduced(image)
+            # Phone photos carry their rotation in EXIF; a quarter turn swaps the sides.
+            turned = image.getexif().get(EXIF_ORIENTATION) in QUARTER_TURNS
+            image = ImageOps.exif_transpose(image)
+            size = (height, width) if turned else (width, height)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -87,14 +119,24 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
     except Exception as e:  # Pillow raises many types on damaged files
         raise ImageError(f"damaged or truncated image ({first_line(e)})") from None
     try:
-        return _to_gray(image)
+        gray = _to_gray(image)
     except Exception as e:  # a mode Pillow decodes but cannot convert
         raise ImageError(f"unsupported image mode {image.mode} ({first_line(e)})") from None
+    return Decoded(gray, draft * factor, size)
 
 
 def to_mnist(gray: np.ndarray) -> np.ndarray:
     """Grayscale (H, W) in [0, 255] -> (28, 28) float32 in [0, 1], white digit on black."""
-    return fit(ink(gray))
+    return fit(check_ink(ink(gray)))
+
+
+def check_ink(ink_: np.ndarray) -> np.ndarray:
+    """The ink map as it is, or an ImageError where ink covers most of the image: noise or
+    a texture, no written digit, which a model would still read as one."""
+    share = np.count_nonzero(ink_) / ink_.size
+    if share > MAX_INK_SHARE:
+        raise ImageError(f"no digit-like ink: ink covers {share:.0%} of the image (noise?)")
+    return ink_
 
 
 def fit(ink_: np.ndarray) -> np.ndarray:
@@ -135,31 +177,58 @@ def load_digit(source: bytes | str | os.PathLike) -> np.ndarray:
 
 def image_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     """The files named, with each folder replaced by the images in it (sorted); and what
-    else those folders hold (skipped: a user should hear of it, not find it missing)."""
+    else was named or those folders hold (skipped: a user should hear of it, not find it
+    missing; skip_reason says why). Only regular files, or links to them, are images:
+    opening a FIFO blocks until something writes to it."""
     found, skipped = [], []
     for path in map(Path, paths):
         if path.is_dir():
             for p in sorted(path.iterdir()):
-                is_image = p.suffix.lower() in SUFFIXES and not p.is_dir()
-                (found if is_image else skipped).append(p)
+                (skipped if skip_reason(p) else found).append(p)
+        elif path.exists() and not path.is_file():
+            skipped.append(path)
         else:
-            found.append(path)
+            found.append(path)  # a missing file is reported as such when it is read
     if not found:
         raise ImageError("no image files found in the folders given")
     return found, skipped
 
 
-def _reduced(image: Image.Image) -> Image.Image:
-    """The decoded image, box-averaged down to at most MAX_SIDE pixels a side."""
+def skip_reason(path: Path) -> str | None:
+    """Why image_files leaves `path` out of a folder's images; None for an image file."""
+    if path.is_dir():
+        return "a folder"
+    if not path.is_file():
+        return "not a regular file"
+    if path.name.startswith(".") and ".partial" in path.name:
+        return "an unfinished write"
+    if path.suffix.lower() not in SUFFIXES:
+        return "not an image file"
+    return None
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a regular file; an ImageError for anything else (a FIFO, a device),
+    checked on the opened file so that nothing swapped in after a check blocks a read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ImageError("not a regular file")
+        return file.read()
+
+
+def _reduced(image: Image.Image) -> tuple[Image.Image, int]:
+    """The decoded image, box-averaged down to at most MAX_SIDE pixels a side, and the
+    factor it was reduced by."""
     image.load()
     factor = -(-max(image.size) // MAX_SIDE)
     if factor <= 1:
-        return image
+        return image, 1
     # Averaging palette indices or packed bits means nothing: convert those first.
     if image.mode not in REDUCIBLE_MODES:
         has_alpha = image.mode in ("PA", "LA", "RGBA") or "transparency" in image.info
         image = image.convert("RGBA" if has_alpha else "I" if image.mode.startswith("I") else "L")
-    return image.reduce(factor)
+    return image.reduce(factor), factor
 
 
 def _to_gray(image: Image.Image) -> np.ndarray:

@@ -18,10 +18,10 @@ string accuracy rose from 94.3% (one model) to 95.2% (the README has the figures
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import typing
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,14 +38,14 @@ FILES_PER_BATCH = 32
 _Seen = tuple[np.ndarray, list[int], bool, np.ndarray]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Digit:
     digit: int
     probability: float
     box: list[int]  # x, y, w, h in the image's pixels
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Reading:
     """What an image says: its digits left to right, and how sure the reader is."""
 
@@ -93,20 +93,33 @@ class Reader:
         return cls(Predictor.from_run(run, which), min_confidence)
 
     def read(
-        self, image: np.ndarray | bytes | str | os.PathLike, length: int | None = None
+        self,
+        image: np.ndarray | images.Decoded | bytes | str | os.PathLike,
+        length: int | None = None,
     ) -> Reading:
-        """One image (a file, its bytes, or grayscale (H, W) in [0, 255], dark or light
-        ink) -> its Reading. Raises ImageError when there is nothing to read."""
-        gray = image if isinstance(image, np.ndarray) else images.read_image(image)
-        (result,) = self.read_many([gray], length)
+        """One image (a file, its bytes, a decoded one, or grayscale (H, W) in [0, 255],
+        dark or light ink) -> its Reading. Raises ImageError when there is nothing to read."""
+        if not isinstance(image, (np.ndarray, images.Decoded)):
+            image = images.decode(image)
+        (result,) = self.read_many([image], length)
         if isinstance(result, UserError):
             raise result
         return result
 
     def read_many(
-        self, grays: list[np.ndarray], length: int | None = None
+        self, grays: list[np.ndarray | images.Decoded], length: int | None = None
     ) -> list[Reading | UserError]:
-        """Grayscale images -> a Reading each, or the error that kept it from one."""
+        """Grayscale images -> a Reading each, or the error that kept it from one. The boxes
+        of a decoded image are in its file's pixels, not the reduced copy read."""
+        readings = self._read_grays(
+            [g.gray if isinstance(g, images.Decoded) else g for g in grays], length
+        )
+        return [
+            _in_file_pixels(r, g) if isinstance(g, images.Decoded) and g.factor > 1 else r
+            for r, g in zip(readings, grays, strict=True)
+        ]
+
+    def _read_grays(self, grays: list[np.ndarray], length: int | None) -> list[Reading | UserError]:
         found: list[tuple[segment.Field, lines.Line] | UserError] = []
         for gray in grays:
             try:
@@ -168,7 +181,20 @@ class Reader:
         text = "".join(str(d.digit) for d in read)
         line = np.prod([lines.string_probability(p, text) for p in posteriors])
         confidence = float(np.prod([d.probability for d in read]) * line ** (1 / len(posteriors)))
-        return Reading(text, confidence, confidence < self.min_confidence, read)
+        return Reading(text, confidence, is_unsure(confidence, self.min_confidence), read)
+
+
+def is_unsure(confidence: float, min_confidence: float) -> bool:
+    """Whether a reading is refused: below the threshold, or of no confidence at all (a
+    string the line models rule out, as a number forced to a wrong length is)."""
+    return confidence < min_confidence or confidence <= 0.0
+
+
+def _in_file_pixels(reading: Reading | UserError, decoded: images.Decoded) -> Reading | UserError:
+    if isinstance(reading, UserError):
+        return reading
+    digits = [dataclasses.replace(d, box=decoded.box(d.box)) for d in reading.digits]
+    return dataclasses.replace(reading, digits=digits)
 
 
 def _digits(
@@ -194,11 +220,11 @@ def read_paths(config: ReadConfig, files: list[Path]) -> Iterator[tuple[Path, Re
     reader = Reader.from_run(Path(config.run), config.model, config.min_confidence)
     for start in range(0, len(files), FILES_PER_BATCH):
         chunk = files[start : start + FILES_PER_BATCH]
-        grays: list[np.ndarray] = []
+        grays: list[images.Decoded] = []
         errors: dict[Path, UserError] = {}
         for path in chunk:
             try:
-                grays.append(images.read_image(path))
+                grays.append(images.decode(path))
             except (images.ImageError, OSError) as e:
                 unreadable = images.ImageError(f"unreadable: {e}")
                 errors[path] = e if isinstance(e, UserError) else unreadable

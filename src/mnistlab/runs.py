@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import functools
 import importlib.metadata
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import typing
@@ -46,6 +48,12 @@ EARLY_STOPPING_STATE = "early_stopping"
 LOCK = ".lock"
 
 DEFAULT_ROOT = Path("runs")
+# Temporary files are named .<stem>.<pid>-<random>.partial<suffix>; never a result.
+PARTIAL_MARK = ".partial"
+_PARTIAL_NAME = re.compile(r"^\..*\.(\d+)-[0-9a-f]{8}\.partial")
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# The command that made a run of each kind: an unfinished one is finished by running it again.
+MADE_BY = {"train": "mnistlab train", "ensemble": "mnistlab ensemble", "prune": "mnistlab prune"}
 
 
 class RunError(UserError, RuntimeError):
@@ -70,11 +78,57 @@ def locked(run_dir: Path, doing: str = "trained") -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RunError(f"{run_dir} is being {doing} by PID {_pid_in(fd)}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield run_dir
+        remove_stale_partials(run_dir)
+        with space_for(run_dir):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield run_dir
     finally:
         os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def space_for(path: Path) -> Iterator[None]:
+    """A full disk (or quota) while writing `path` is a RunError that names it; the writers'
+    temporary files are gone by then (atomic_path removes its own)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in NO_SPACE:
+            raise
+        raise RunError(f"no space left on the device for {path}; free some and run again") from None
+
+
+def remove_stale_partials(folder: Path) -> None:
+    """Remove the temporary files that writers killed mid-write left in `folder`: each
+    names its writer's PID, and one whose process is gone is garbage. (Writers on other
+    machines sharing the folder cannot be told apart by PID: one machine's runs only.)"""
+    with contextlib.suppress(OSError):  # a folder that cannot be listed has none to clean
+        for entry in os.scandir(folder):
+            pid = _partial_pid(entry.name)
+            if pid is None or _alive(pid):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+
+
+def _partial_pid(name: str) -> int | None:
+    """The writer's PID in an atomic_path temporary name, None for any other name."""
+    match = _PARTIAL_NAME.match(name)
+    return int(match.group(1)) if match else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def holder(run_dir: Path) -> str | None:
@@ -100,16 +154,32 @@ def _pid_in(fd: int) -> str:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
 
-    The temporary name keeps the suffix because Keras picks the format from it.
+    The block may write a file or a folder (a SavedModel) there. What killed writers left
+    beside it before is removed first.
     """
     path = Path(path)
-    # Not mkstemp: it makes files private (0600); these should follow the umask like any other.
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.partial{path.suffix}")
+    remove_stale_partials(path.parent)
+    tmp = partial_path(path)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with space_for(path):
+            yield tmp
+            if tmp.is_dir() and path.is_dir():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def partial_path(path: Path) -> Path:
+    """A temporary name beside `path` that names this process (for remove_stale_partials)
+    and keeps the suffix, from which Keras picks the format."""
+    # Not mkstemp: it makes files private (0600); these should follow the umask like any other.
+    return path.with_name(
+        f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_MARK}{path.suffix}"
+    )
 
 
 def int8_path(onnx_path: Path) -> Path:
@@ -248,7 +318,9 @@ def open_run(run_dir: Path, finished: bool = True) -> Run:
     if not (run_dir / CONFIG).is_file():
         raise RunError(f"{run_dir}: not a mnistlab run (no {CONFIG})")
     if finished and not is_finished(run_dir):
-        raise RunError(f"{run_dir}: unfinished run (no {METRICS}); resume it with mnistlab train")
+        raise RunError(
+            f"{run_dir}: unfinished run (no {METRICS}); run {made_by(run_dir)} again to finish it"
+        )
     record = _read_record(run_dir / CONFIG)
     history_path = run_dir / HISTORY
     history = read_json(history_path) if history_path.is_file() else []
@@ -263,6 +335,16 @@ def open_run(run_dir: Path, finished: bool = True) -> Run:
         metrics=_read_metrics(run_dir / METRICS) if is_finished(run_dir) else None,
         history=history,
     )
+
+
+def made_by(run_dir: Path) -> str:
+    """The command that made a run folder, from its config.json (train when unreadable)."""
+    try:
+        record = json.loads((Path(run_dir) / CONFIG).read_text())
+        kind = "prune" if "pruned" in record else record.get("kind", "train")
+    except (OSError, ValueError, AttributeError):
+        kind = "train"
+    return MADE_BY.get(kind, MADE_BY["train"])
 
 
 def as_run(run: Run | Path) -> Run:

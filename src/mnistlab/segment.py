@@ -112,7 +112,7 @@ class Field:
 
 def find_field(gray: np.ndarray) -> Field:
     """Grayscale (H, W) in [0, 255] -> the Field of digits written on it."""
-    ink = images.ink(gray)
+    ink = images.check_ink(images.ink(gray))
     if ink.max() <= 0:
         raise SegmentError("no digits found (the image is blank)")
     peak = np.percentile(ink[ink > 0], 99)

@@ -15,9 +15,12 @@ import contextlib
 import copy
 import functools
 import gc
+import hashlib
 import importlib.resources
 import json
+import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -34,6 +37,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.requests import ClientDisconnect
 from swagger_ui_bundle import swagger_ui_path
 from threadpoolctl import threadpool_limits
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -44,7 +49,7 @@ from mnistlab.config import MAX_DIGITS, ServeConfig
 from mnistlab.data import IMAGE_SHAPE
 from mnistlab.errors import UserError
 from mnistlab.predictor import Predictor
-from mnistlab.reader import Reader
+from mnistlab.reader import Reader, is_unsure
 from mnistlab.schemas import (
     Metadata,
     PredictJSON,
@@ -55,9 +60,25 @@ from mnistlab.schemas import (
     TFServingResponse,
 )
 
+logger = logging.getLogger("uvicorn.error")
+
 # Environment variable through which `mnistlab serve` hands its config to uvicorn workers.
 CONFIG_ENV = "MNISTLAB_SERVE_CONFIG"
 DOCS_ASSETS = "/docs-assets"
+# A request's head: request line and headers together, and the number of headers (as
+# nginx's large_client_header_buffers and Node's max header size, in spirit).
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADERS = 100
+HEAD_LIMIT_DETAIL = (
+    f"request headers over the limit ({MAX_HEADER_BYTES:,} bytes, {MAX_HEADERS} headers)"
+)
+# After a 431, how long the rest of the client's head is read and dropped before closing.
+LINGER_SECONDS = 1.0
+# Only the page's own scripts and styles run; inline ones are allowed by their hash.
+CSP = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
 
 
 def _image_body(schema) -> dict:
@@ -108,6 +129,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(HeadAsGet)
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
 
     @app.exception_handler(RequestValidationError)
@@ -116,19 +139,28 @@ def create_app(config: ServeConfig) -> FastAPI:
         # that JSON cannot encode (a 500).
         return JSONResponse({"detail": _error_detail(error.errors())}, status_code=422)
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, error: ClientDisconnect) -> Response:
+        logger.warning("client disconnected before its request arrived: %s", request.url.path)
+        return Response(status_code=400)  # nobody is there to read it
+
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url,
-            title=f"{app.title} API",
-            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        return _with_csp(
+            get_swagger_ui_html(
+                openapi_url=app.openapi_url,
+                title=f"{app.title} API",
+                swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+            )
         )
 
+    drawing_page = importlib.resources.files("mnistlab").joinpath("static/index.html").read_text()
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> str:
-        return importlib.resources.files("mnistlab").joinpath("static/index.html").read_text()
+    def page() -> HTMLResponse:
+        return _with_csp(HTMLResponse(drawing_page))
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -164,7 +196,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         except segment.SegmentError as e:
             raise HTTPException(422, str(e)) from None
         record = reading.as_record()
-        record["unsure"] = reading.confidence < min_confidence
+        record["unsure"] = is_unsure(reading.confidence, min_confidence)
         return Response(json.dumps(record), media_type="application/json")
 
     @app.post("/v1/models/mnist:predict", response_model=TFServingResponse)
@@ -251,27 +283,79 @@ def create_app_from_env() -> FastAPI:
 
 
 class RequestDeadline(HttpToolsProtocol):
-    """uvicorn's HTTP protocol, but a request must arrive whole (headers and body) within
-    the configured seconds of its first byte or of the connection, else the connection
-    is closed. uvicorn itself times out only idle keep-alive connections, so a client that
-    sends nothing, or a byte a minute, would hold its socket forever."""
+    """uvicorn's HTTP protocol, with two limits it lacks.
+
+    A request must arrive whole (headers and body) within the configured seconds of its
+    first byte or of the connection, else the connection is closed: uvicorn times out only
+    idle keep-alive connections, so a client that sends nothing, or a byte a minute, would
+    hold its socket forever. And a request's head (request line and headers) has at most
+    MAX_HEADER_BYTES and MAX_HEADERS, else it is answered 431: httptools keeps a header
+    whole in memory however long it is.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._seconds = _request_timeout()
+        self._head_bytes = self._header_count = 0
+        self._in_head = True  # the current request's head is still arriving
+        self._refused = False  # its head was too large: answered 431, the rest is dropped
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._arm()
 
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        in_head = self._in_head
+        super().data_received(data)  # at most one socket read: 256 KiB
+        if in_head and self._in_head and not self._refused:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEADER_BYTES:
+                self._refuse_head()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._arm()
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > MAX_HEADERS:
+            self._refused = True
+            raise _HeadTooLarge  # stops the parser; it reports a parser error
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._refused:  # the parser error that on_header raised
+            self._refused = False
+            self._refuse_head()
+        else:
+            super().send_400_response(msg)
+
+    def _refuse_head(self) -> None:
+        """Answer 431 and end the connection; what the client still sends is read and
+        dropped for a moment, so that it gets the answer rather than a reset."""
+        self._refused = True
+        self.logger.warning("request headers over the limit: answered 431")
+        body = json.dumps({"detail": HEAD_LIMIT_DETAIL}).encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + body
+        )
+        self._disarm()
+        self._deadline = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._disarm()
+        self._in_head, self._head_bytes, self._header_count = True, 0, 0
 
     def connection_lost(self, exc) -> None:
         self._disarm()
@@ -285,6 +369,10 @@ class RequestDeadline(HttpToolsProtocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+
+
+class _HeadTooLarge(Exception):
+    pass
 
 
 @functools.cache
@@ -317,11 +405,11 @@ async def read_digit(request: Request) -> np.ndarray:
     return await run_in_threadpool(_decoded, images.load_digit, data)
 
 
-async def read_gray(request: Request) -> np.ndarray:
-    """The request's image as grayscale (H, W), from multipart or base64 JSON."""
+async def read_gray(request: Request) -> images.Decoded:
+    """The request's image, decoded, from multipart or base64 JSON."""
     body = await _body(request, ReadJSON)
     data = body if isinstance(body, bytes) else _b64decode(body.image)
-    return await run_in_threadpool(_decoded, images.read_image, data)
+    return await run_in_threadpool(_decoded, images.decode, data)
 
 
 async def _body(request: Request, schema):
@@ -344,7 +432,7 @@ async def _body(request: Request, schema):
 PredictorDep = Annotated[Batcher | Predictor, Depends(get_predictor)]
 ReaderDep = Annotated[Reader, Depends(get_reader)]
 DigitInput = Annotated[np.ndarray, Depends(read_digit)]
-GrayInput = Annotated[np.ndarray, Depends(read_gray)]
+GrayInput = Annotated[images.Decoded, Depends(read_gray)]
 
 
 class BodyLimit:
@@ -383,7 +471,57 @@ class _TooLarge(Exception):
     pass
 
 
-def _decoded(decode, data: bytes) -> np.ndarray:
+class SecurityHeaders:
+    """Every response says its type is not to be sniffed, and carries a Content-Security-
+    Policy (CSP, unless the route set a stricter one for its page)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["x-content-type-options"] = "nosniff"
+                headers.setdefault("content-security-policy", CSP)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class HeadAsGet:
+    """HEAD is answered as GET is (uvicorn leaves out the body): the routes declare GET."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            scope = {**scope, "method": "GET"}
+        await self.app(scope, receive, send)
+
+
+def _with_csp(page: HTMLResponse) -> HTMLResponse:
+    """The page with a CSP that allows its own files and its inline scripts and styles,
+    each by its hash: nothing injected into it runs."""
+    html = page.body.decode()
+    allowed = {
+        kind: " ".join(
+            f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+            for body in re.findall(rf"<{kind}>(.*?)</{kind}>", html, re.DOTALL)
+        )
+        for kind in ("script", "style")
+    }
+    page.headers["content-security-policy"] = (
+        f"{CSP}; script-src 'self' {allowed['script']}; style-src 'self' {allowed['style']}"
+    )
+    return page
+
+
+def _decoded(decode, data: bytes):
     """decode(data), with an image that cannot be read (or holds no digit) a 400."""
     try:
         return decode(data)
@@ -392,10 +530,13 @@ def _decoded(decode, data: bytes) -> np.ndarray:
 
 
 def _b64decode(text: str) -> bytes:
+    """Base64 as the usual decoders take it: line breaks and spaces anywhere, the closing
+    '=' padding optional; any other character outside the alphabet is refused."""
     if text.startswith("data:"):
         text = text.partition(",")[2]
+    text = "".join(text.split()).rstrip("=")
     try:
-        return base64.b64decode(text, validate=True)
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise HTTPException(400, "'image' is not valid base64") from None
 

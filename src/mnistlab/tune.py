@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import optuna
 import sqlalchemy.exc
 
@@ -256,6 +257,9 @@ def _open_study(config: TuneConfig, url: str) -> optuna.Study:
             f"--space {space}, or start another --study"
         )
     study.set_user_attr(SPACE_ATTR, config.space)
+    if config.seed is not None and study.trials:
+        # A resumed study's sampler, seeded as a new one, would draw its first trials again.
+        study.sampler = _sampler(config, resumed_at=len(study.trials))
     # What the trials' parameters are relative to, for `train --from-study`.
     study.set_user_attr(BASE_ATTR, dataclasses.asdict(base_config(config)))
     return study
@@ -560,8 +564,11 @@ def study_figures(study: optuna.Study) -> dict[str, bytes]:
     return figures
 
 
-def _sampler(config: TuneConfig) -> optuna.samplers.BaseSampler:
+def _sampler(config: TuneConfig, resumed_at: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler, seeded from the seed and the number of trials the study already has."""
     seed = config.seed
+    if seed is not None and resumed_at:
+        seed = int(np.random.SeedSequence([seed, resumed_at]).generate_state(1)[0])
     if config.sampler == "tpe":
         # constant_liar: parallel workers treat each other's running trials as poor, so
         # they do not all try the same promising point.
