@@ -112,7 +112,11 @@ class Field:
 
 def find_field(gray: np.ndarray) -> Field:
     """Grayscale (H, W) in [0, 255] -> the Field of digits written on it."""
-    ink = images.check_ink(images.ink(gray))
+    ink = images.ink(gray)
+    try:
+        images.check_ink(ink)
+    except images.ImageError as e:
+        raise SegmentError(str(e)) from None  # as for a blank page: nothing to read
     if ink.max() <= 0:
         raise SegmentError("no digits found (the image is blank)")
     peak = np.percentile(ink[ink > 0], 99)

@@ -186,3 +186,57 @@ def test_run_record_names_what_a_result_depends_on():
         assert record[f"{name}_version"] == importlib.metadata.version(name)
     assert record["cpu"] and record["cpu_count"] == os.cpu_count()
     assert "tensorflow_version" not in record  # only the backend that ran
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    return done.pid
+
+
+def test_a_dead_writers_partial_goes_with_the_next_write_and_a_live_ones_stays(tmp_path):
+    dead = tmp_path / f".model.{_dead_pid()}-0123abcd.partial.keras"
+    dead.write_bytes(b"half")
+    saved_model = tmp_path / f".m.{_dead_pid()}-0123abcd.partial.savedmodel"
+    (saved_model / "variables").mkdir(parents=True)
+    live = runs.partial_path(tmp_path / "other.keras")
+    live.write_bytes(b"being written")
+    mine = tmp_path / "notes.partial.txt"  # not a name a writer makes: the user's own
+    mine.write_text("mine")
+    runs.write_json(tmp_path / "a.json", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.json", live.name, mine.name])
+
+
+def test_a_folder_written_in_place_of_a_folder_replaces_it_whole(tmp_path):
+    target = tmp_path / "model.savedmodel"
+    (target / "old").mkdir(parents=True)
+    with runs.atomic_path(target) as tmp:
+        (tmp / "new").mkdir(parents=True)
+    assert [p.name for p in target.iterdir()] == ["new"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model.savedmodel"]
+
+
+def test_a_full_disk_is_a_run_error_naming_the_path_and_leaves_no_partial(tmp_path):
+    import errno
+
+    target = tmp_path / "model.keras"
+    no_space = pytest.raises(runs.RunError, match=f"^no space left on the device for {target};")
+    with no_space, runs.atomic_path(target) as tmp:
+        tmp.write_bytes(b"part")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("config", "extra", "command"),
+    [(TRAIN, {}, "mnistlab train"),
+     (EnsembleConfig(members=("a", "b")), {}, "mnistlab ensemble"),
+     (TRAIN, {"pruned": {"parent": "p"}}, "mnistlab prune")],
+)  # fmt: skip
+def test_an_unfinished_run_names_the_command_that_finishes_it(tmp_path, config, extra, command):
+    runs.start(tmp_path, {**runs.run_record(config, "mnist.npz", "abc", "jax"), **extra})
+    with pytest.raises(runs.RunError, match=f"unfinished run .*; run {command} again"):
+        runs.open_run(tmp_path)

@@ -253,3 +253,21 @@ def test_a_trial_whose_worker_died_before_recording_itself_is_failed(tmp_path, m
     time.sleep(1.5)
     assert tune.fail_dead_local_trials(study) == [ownerless.number]
     assert study.trials[ownerless.number].state == optuna.trial.TrialState.FAIL
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_a_resumed_study_draws_no_trial_again(tmp_path, monkeypatch, sampler):
+    """With a fixed seed, the first trial after a resume repeated the study's first."""
+
+    def fit(config, data, on_epoch_end):
+        on_epoch_end(0, {"val_accuracy": 0.9, "val_loss": 0.1})
+        return [{"val_accuracy": 0.9}]
+
+    monkeypatch.setattr(tune, "fit_and_validate", fit)
+    config = TuneConfig(study="resumed", trials=3, seed=7, jobs=1, sampler=sampler,
+                        pruner="none", storage=f"sqlite:///{tmp_path / 's.db'}")  # fmt: skip
+    tune.run_study(config, None, tmp_path, False)  # stopped (or killed) after 3 trials
+    study = tune.run_study(dataclasses.replace(config, trials=6), None, tmp_path, False)
+    params = [tuple(sorted(t.params.items())) for t in study.get_trials()]
+    assert len(params) == 6
+    assert len(set(params)) == 6
