@@ -31,6 +31,8 @@ from mnistlab.config import MAX_DIGITS, ReadConfig
 from mnistlab.errors import UserError
 from mnistlab.predictor import Predictor
 
+# Decimal places of the probabilities a Reading reports.
+PLACES = 6
 # Files read per model call by read_paths: their digits go in one batch.
 FILES_PER_BATCH = 32
 
@@ -63,10 +65,10 @@ class Reading:
     def as_record(self) -> dict[str, typing.Any]:
         return {
             "text": self.text,
-            "confidence": round(self.confidence, 6),
+            "confidence": round(self.confidence, PLACES),
             "unsure": self.unsure,
             "digits": [
-                {"digit": d.digit, "probability": round(d.probability, 6), "box": d.box}
+                {"digit": d.digit, "probability": round(d.probability, PLACES), "box": d.box}
                 for d in self.digits
             ],
         }
@@ -185,9 +187,9 @@ class Reader:
 
 
 def is_unsure(confidence: float, min_confidence: float) -> bool:
-    """Whether a reading is refused: below the threshold, or of no confidence at all (a
-    string the line models rule out, as a number forced to a wrong length is)."""
-    return confidence < min_confidence or confidence <= 0.0
+    """Whether a reading is refused: below the threshold, or of a confidence that shows as
+    0 (a string the line models rule out, as a number forced to a wrong length is)."""
+    return confidence < min_confidence or round(confidence, PLACES) <= 0.0
 
 
 def _in_file_pixels(reading: Reading | UserError, decoded: images.Decoded) -> Reading | UserError:

@@ -131,3 +131,19 @@ def _dashes(count: int) -> np.ndarray:
     for k in range(count):
         gray[15:45, k * 8 + 4 : k * 8 + 7] = 10
     return gray
+
+
+def test_boxes_of_a_large_upload_are_in_its_pixels(client, written):
+    """A 2240x448 upload is read on a 1,120-px copy: boxes came back in the copy's pixels
+    ([31, 36, 87, 109] where [92, 108, 260, 328] was right)."""
+    image = Image.fromarray(written[2].image)
+    scale = 2240 / image.width
+    large = np.asarray(image.resize((2240, round(image.height * scale)), Image.Resampling.LANCZOS))
+    small_body = client.post("/read", files={"file": ("s.png", png(written[2].image))}).json()
+    large_body = client.post("/read", files={"file": ("l.png", png(large))}).json()
+    assert large_body["text"] == small_body["text"]
+    height, width = large.shape
+    for s, g in zip(small_body["digits"], large_body["digits"], strict=True):
+        np.testing.assert_allclose(g["box"], np.array(s["box"]) * scale, atol=2.5 * scale)
+        x, y, w, h = g["box"]
+        assert 0 <= x < x + w <= width and 0 <= y < y + h <= height
