@@ -106,7 +106,7 @@ def remove_stale_partials(folder: Path) -> None:
     with contextlib.suppress(OSError):  # a folder that cannot be listed has none to clean
         for entry in os.scandir(folder):
             pid = _partial_pid(entry.name)
-            if pid is None or _alive(pid):
+            if pid is None or alive(pid):
                 continue
             with contextlib.suppress(OSError):
                 if entry.is_dir(follow_symlinks=False):
@@ -121,14 +121,27 @@ def _partial_pid(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process `pid` runs on this machine (an exited, unreaped one does not)."""
+    if pid <= 0:  # no pid recorded; and kill(-1 or 0) would address many processes
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
+    except PermissionError:  # another user's
         return True
-    return True
+    return not _exited(pid)
+
+
+def _exited(pid: int) -> bool:
+    """Whether `pid` is a zombie: exited, not yet reaped (a killed child, until its parent
+    waits for it), which kill(pid, 0) cannot tell from a live process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):  # no /proc (macOS), or gone meanwhile
+        return False
 
 
 def holder(run_dir: Path) -> str | None:

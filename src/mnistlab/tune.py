@@ -303,7 +303,7 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         owner = trial.user_attrs
         if "host" in owner:
-            dead = owner["host"] == socket.gethostname() and not _alive(owner.get("pid", -1))
+            dead = owner["host"] == socket.gethostname() and not runs.alive(owner.get("pid", -1))
         else:
             # A live worker records itself within milliseconds of making the trial; killed
             # before that, it leaves a trial with no owner and, maybe, no heartbeat, which
@@ -591,28 +591,6 @@ def _pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
     if config.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.epochs)
     return optuna.pruners.NopPruner()
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:  # no pid recorded; and kill(-1 or 0) would address many processes
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _exited(pid)
-
-
-def _exited(pid: int) -> bool:
-    """Whether `pid` is a zombie: exited, not yet reaped (a killed helper, until `mnistlab
-    tune` joins it), which kill(pid, 0) cannot tell from a live process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):  # no /proc (macOS), or gone meanwhile
-        return False
 
 
 @contextlib.contextmanager

@@ -203,7 +203,7 @@ def test_jobs_run_trials_in_two_processes_that_end_together(tmp_path):
     study = optuna.load_study(study_name="j", storage=storage(tmp_path, "j"))
     workers = workers_of(study)
     assert len(workers) == 2, "a helper process worked beside the command"
-    assert not any(tune._alive(pid) for pid in workers)
+    assert not any(runs.alive(pid) for pid in workers)
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     # Each worker's trials are printed (the helper's from its own process).
     printed = re.findall(r"^trial (\d+) \w+:", result.stdout, re.MULTILINE)
@@ -231,6 +231,6 @@ def test_a_killed_tune_leaves_no_worker_behind(tmp_path):
     parent.wait()
     (helper,) = helpers
     deadline = time.monotonic() + 120  # its trial, at most, then it stops
-    while tune._alive(helper):
+    while runs.alive(helper):
         assert time.monotonic() < deadline, "the helper went on after its parent was killed"
         time.sleep(0.5)
