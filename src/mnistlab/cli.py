@@ -37,7 +37,6 @@ from mnistlab.config import (
 from mnistlab.data import ENV_VAR, class_counts, load_digits_set, load_mnist
 from mnistlab.errors import UserError
 from mnistlab.options import add_fields, as_flags, config_values
-from mnistlab.report import print_table
 
 EXIT_USAGE = 2
 TOP_TRIALS = 5
@@ -293,8 +292,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("--strings and --string-length must be positive")
     run = runs.open_run(args.run)
     digits = load_digits_set(args.data)
-    from mnistlab.evaluation import evaluate_run
     from mnistlab.metrics import coverage_at, format_report
+    from mnistlab.report.evaluation import evaluate_run
 
     evaluation = evaluate_run(run, digits, args.model, args.strings, args.string_length)
     print(format_report(evaluation.metrics))
@@ -417,7 +416,7 @@ def _add_read(commands) -> None:
 
 def _read(args: argparse.Namespace) -> int:
     config = ReadConfig(**config_values(ReadConfig, args))
-    from mnistlab.reader import read_paths
+    from mnistlab.read.reader import read_paths
 
     def describe(reading):
         return reading.as_record(), reading.line(), reading.unsure
@@ -442,7 +441,7 @@ def _add_serve(commands) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     config = ServeConfig(**config_values(ServeConfig, args))
-    from mnistlab.server import serve
+    from mnistlab.serve import serve
 
     serve(config)
     return 0
@@ -470,7 +469,7 @@ def _add_compare(commands) -> None:
 def _compare(args: argparse.Namespace) -> int:
     compared = [runs.open_run(r) for r in args.runs]
     digits = load_digits_set(args.data)
-    from mnistlab.evaluation import compare_runs
+    from mnistlab.report.evaluation import compare_runs
 
     rows, page = compare_runs(compared, digits)
     print_table(list(rows[0]), [list(row.values()) for row in rows])
@@ -631,7 +630,8 @@ def _show_data(args: argparse.Namespace) -> int:
     # train's checks and messages for the same two options
     TrainConfig(augment=args.augment, augment_strength=args.augment_strength)
     data = load_mnist(args.data)
-    from mnistlab import augment, plots
+    from mnistlab import augment
+    from mnistlab.report import plots
 
     print(f"data: {data.source} (sha256 {data.sha256[:12]}...)")
     splits = [("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)]
@@ -668,3 +668,26 @@ def _summary(args: argparse.Namespace) -> int:
     print_table(["layer", "type", "output shape", "parameters"], table)
     print(f"total parameters: {sum(r[3] for r in rows):,}")
     return 0
+
+
+def print_table(header: list[str], rows: list[list]) -> None:
+    """A text table on standard output: columns padded to their widest cell, numbers
+    right-aligned."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    numeric = [all(_is_number(row[i]) for row in cells[1:]) for i in range(len(header))]
+    for row in cells:
+        print(
+            "  ".join(
+                c.rjust(w) if num else c.ljust(w)
+                for c, w, num in zip(row, widths, numeric, strict=True)
+            ).rstrip()
+        )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return True

@@ -11,7 +11,7 @@ from PIL import Image
 from mnistlab import runs
 from mnistlab.config import ServeConfig
 from mnistlab.predictor import Predictor
-from mnistlab.server import create_app, get_predictor
+from mnistlab.serve import create_app, get_predictor
 
 BODY_LIMIT = 1_000_000
 ZERO_ROW = "[" + ",".join(["0"] * 28) + "]"

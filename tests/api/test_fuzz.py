@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from mnistlab.config import ServeConfig
-from mnistlab.server import create_app
+from mnistlab.serve import create_app
 
 EXAMPLES = 40
 

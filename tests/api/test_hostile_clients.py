@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from mnistlab.config import ServeConfig
-from mnistlab.server import MAX_HEADER_BYTES, MAX_HEADERS, create_app
+from mnistlab.serve import MAX_HEADER_BYTES, MAX_HEADERS, create_app
 
 # Two clients each sending this much header: the server used to keep it all.
 HUGE_HEADER = 30_000_000

@@ -9,11 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from mnistlab import documents
 from mnistlab.config import ServeConfig
 from mnistlab.predictor import Predictor
-from mnistlab.reader import Reader
-from mnistlab.server import create_app
+from mnistlab.read import documents
+from mnistlab.read.reader import Reader
+from mnistlab.serve import create_app
 
 BODY_LIMIT = 2_000_000
 CONCURRENT = 16

@@ -14,8 +14,8 @@ from PIL import Image, ImageDraw
 
 from mnistlab.config import ServeConfig
 from mnistlab.predictor import Predictor
-from mnistlab.schemas import MAX_BATCH
-from mnistlab.server import create_app
+from mnistlab.serve import create_app
+from mnistlab.serve.schemas import MAX_BATCH
 
 CONCURRENT = 32
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mnistlab import runs
 from mnistlab.data import load_digits_set
-from mnistlab.evaluation import evaluate_run
+from mnistlab.report.evaluation import evaluate_run
 
 
 def open_page(browser, path: Path):

@@ -12,7 +12,7 @@ from PIL import Image
 from mnistlab import runs
 from mnistlab.config import ServeConfig
 from mnistlab.predictor import Predictor
-from mnistlab.server import create_app
+from mnistlab.serve import create_app
 
 
 @pytest.fixture(scope="module")

@@ -158,7 +158,7 @@ def test_evaluate_writes_a_model_card_whose_command_reproduces_the_run(cli, tiny
     from fastapi.testclient import TestClient
 
     from mnistlab.config import ServeConfig
-    from mnistlab.server import create_app
+    from mnistlab.serve import create_app
 
     run_dir = tiny_runs[0]
     assert cli("evaluate", run_dir).returncode == 0

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab import documents, runs
+from mnistlab import runs
+from mnistlab.read import documents
 
 FIFO_TIMEOUT = 120  # seconds: a FIFO used to block the command for good
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab import documents
-from mnistlab.evaluation import STRING_SEED
+from mnistlab.read import documents
+from mnistlab.report.evaluation import STRING_SEED
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from PIL import Image
 
 from mnistlab import runs
 from mnistlab.data import load_digits_set, scale
-from mnistlab.evaluation import evaluate_run
 from mnistlab.predictor import FAST_PATH_MAX_BATCH, PREDICT_BATCH_SIZE, Predictor
+from mnistlab.report.evaluation import evaluate_run
 
 FIGURE_SIZES = {
     "learning_curves": (1000, 400),

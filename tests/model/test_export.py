@@ -99,7 +99,7 @@ def test_serving_an_onnx_file_never_imports_keras_or_jax(onnx_export, int8):
 import sys
 from fastapi.testclient import TestClient
 from mnistlab.config import ServeConfig
-from mnistlab.server import create_app
+from mnistlab.serve import create_app
 with TestClient(create_app(ServeConfig(run={str(path)!r}))) as client:
     one = [[0.0] * 28] * 10 + [[0.0] * 12 + [1.0] * 4 + [0.0] * 12] * 8 + [[0.0] * 28] * 10
     answer = client.post("/predict", json={{"pixels": one}})

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from mnistlab import documents
 from mnistlab.images import CENTRE, load_digit, to_mnist
 from mnistlab.predictor import Predictor
+from mnistlab.read import documents
 
 N = 100
 BAR = 97  # of 100 per transformation, the same digit as for the original test image

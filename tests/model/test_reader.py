@@ -4,9 +4,9 @@ likeliest, not the first model's or the most self-assured one's."""
 import numpy as np
 import pytest
 
-from mnistlab import documents, lines
 from mnistlab.predictor import Predictor
-from mnistlab.reader import Reader
+from mnistlab.read import documents, lines
+from mnistlab.read.reader import Reader
 
 
 @pytest.fixture(scope="module")

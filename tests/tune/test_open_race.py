@@ -5,6 +5,8 @@ import pytest
 import sqlalchemy
 
 from mnistlab import tune
+from mnistlab.config import TuneConfig
+from mnistlab.tune import study as tune_study
 
 DUPLICATE_TABLE = sqlalchemy.exc.ProgrammingError(
     "CREATE TABLE alembic_version", {}, Exception('relation "alembic_version" already exists')
@@ -29,9 +31,9 @@ def test_the_loser_of_the_schema_race_retries(monkeypatch, tmp_path, error):
             raise error
         return "study"
 
-    monkeypatch.setattr(tune, "_open_study", open_once_failing)
-    monkeypatch.setattr(tune.time, "sleep", lambda seconds: None)
-    assert tune.open_study(tune.TuneConfig(study="s"), tmp_path) == "study"
+    monkeypatch.setattr(tune_study, "_open_study", open_once_failing)
+    monkeypatch.setattr(tune_study.time, "sleep", lambda seconds: None)
+    assert tune.open_study(TuneConfig(study="s"), tmp_path) == "study"
     assert len(calls) == 2
 
 
@@ -39,6 +41,6 @@ def test_other_programming_errors_are_not_retried(monkeypatch, tmp_path):
     def refuse(config, url):
         raise sqlalchemy.exc.ProgrammingError("SELECT", {}, Exception("permission denied"))
 
-    monkeypatch.setattr(tune, "_open_study", refuse)
+    monkeypatch.setattr(tune_study, "_open_study", refuse)
     with pytest.raises(sqlalchemy.exc.ProgrammingError, match="permission denied"):
-        tune.open_study(tune.TuneConfig(study="s"), tmp_path)
+        tune.open_study(TuneConfig(study="s"), tmp_path)

@@ -7,6 +7,8 @@ import pytest
 
 from mnistlab import runs, tune
 from mnistlab.config import TuneConfig
+from mnistlab.tune import study as tune_study
+from mnistlab.tune import workers as tune_workers
 
 # Trial 1 is the best; the trials themselves never train.
 CURVES = [[0.90, 0.91], [0.93, 0.97], [0.92, 0.92]]
@@ -23,7 +25,7 @@ def scripted(monkeypatch):
         return history
 
     fake.calls = 0
-    monkeypatch.setattr(tune, "fit_and_validate", fake)
+    monkeypatch.setattr(tune_workers, "fit_and_validate", fake)
     return fake
 
 
@@ -37,7 +39,7 @@ def test_search_records_the_study_then_trains_and_compares_the_best(tmp_path, mn
     assert record == done.record
     assert [t["value"] for t in record["trials"]] == [0.91, 0.97, 0.92]
     assert [t["number"] for t in tune.top_trials(record, 2)] == [1, 2]
-    assert (done.folder / tune.COMPARE_HTML).is_file()
+    assert (done.folder / tune_study.COMPARE_HTML).is_file()
 
     # The tuned run is the best trial's configuration, trained for real and tested.
     assert done.tuned.config == tune.best_config(done.study)

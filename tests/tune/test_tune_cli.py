@@ -13,6 +13,8 @@ import sqlalchemy.exc
 from PIL import Image
 
 from mnistlab import runs, tune
+from mnistlab.config import TuneConfig
+from mnistlab.tune import study as tune_study
 
 # One worker process each: the tests below drive the workers themselves.
 TINY = ["--limit", "2000", "--epochs", "2", "--quiet", "--jobs", "1"]
@@ -23,7 +25,7 @@ def tune_command(*args):
 
 
 def finished(study):
-    return study.get_trials(states=tune.FINISHED)
+    return study.get_trials(states=tune_study.FINISHED)
 
 
 def assert_in_the_hparams_dashboard(folder, trials):
@@ -114,7 +116,7 @@ def test_bad_input_is_one_line_and_non_zero(cli, tmp_path, args, message):
 
 
 def test_an_empty_study_has_no_best_trial(cli, tmp_path):
-    tune.open_study(tune.TuneConfig(study="empty"), tmp_path / "runs")
+    tune.open_study(TuneConfig(study="empty"), tmp_path / "runs")
     result = cli("train", "--from-study", "empty", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == ("mnistlab: error: study 'empty' has no completed trial yet")

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from mnistlab.batcher import Batcher
+from mnistlab.serve.batcher import Batcher
 
 
 class SlowModel:

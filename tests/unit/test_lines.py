@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from mnistlab import lines, segment
+from mnistlab.read import lines, segment, train_lines
 
 
 def posteriors(path: list[int], sure: float = 0.9) -> np.ndarray:
@@ -65,7 +65,7 @@ def test_numpy_inference_equals_the_keras_model_it_was_folded_from():
     import keras
 
     keras.utils.set_random_seed(0)
-    model = lines.build()
+    model = train_lines.build()
     rng = np.random.default_rng(0)
     for layer in model.layers:  # batch norm with statistics that matter
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -77,7 +77,7 @@ def test_numpy_inference_equals_the_keras_model_it_was_folded_from():
             variance.assign(rng.uniform(0.5, 2, n))
     # Widths that pad differently; each image's output must not depend on the others.
     images = [rng.random((lines.HEIGHT, 40)), rng.random((lines.HEIGHT, 64))]
-    numpy_out = lines.LineModel(lines._folded(model))(images)
+    numpy_out = lines.LineModel(train_lines._folded(model))(images)
     for image, out in zip(images, numpy_out, strict=True):
         padded = np.zeros((lines.HEIGHT, lines.padded_width(image.shape[1])))
         padded[:, : image.shape[1]] = image

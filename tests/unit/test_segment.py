@@ -6,7 +6,8 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from mnistlab import images, lines, segment
+from mnistlab import images
+from mnistlab.read import lines, segment
 
 TOP = 22  # where the digits' ink starts on the canvas
 LINE_MODEL = lines.LineModel.load()

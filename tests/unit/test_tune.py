@@ -13,6 +13,8 @@ import pytest
 
 from mnistlab import tune
 from mnistlab.config import PRESETS, ConfigError, TuneConfig
+from mnistlab.tune import study as tune_study
+from mnistlab.tune import workers as tune_workers
 
 BASE = PRESETS["deep-mlp"]
 
@@ -83,7 +85,7 @@ def scripted_fit(curves):
 
 
 def study_with_good_trials(config):
-    study = optuna.create_study(direction="maximize", pruner=tune._pruner(config))
+    study = optuna.create_study(direction="maximize", pruner=tune_study._pruner(config))
     for _ in range(5):  # the median pruner's startup trials
         study.add_trial(
             optuna.trial.create_trial(
@@ -96,9 +98,9 @@ def study_with_good_trials(config):
 def test_a_poor_trial_is_pruned_at_the_first_epoch_after_warm_up(monkeypatch):
     config = TuneConfig(epochs=6)
     fake, _ = scripted_fit([[0.1] * 6])
-    monkeypatch.setattr(tune, "fit_and_validate", fake)
+    monkeypatch.setattr(tune_workers, "fit_and_validate", fake)
     study = study_with_good_trials(config)
-    study.optimize(tune.objective(config, data=None), n_trials=1)
+    study.optimize(tune_workers.objective(config, data=None), n_trials=1)
     trial = study.trials[-1]
     assert trial.state == optuna.trial.TrialState.PRUNED
     # Warm-up is 2 steps: epochs 1 and 2 are only reported, epoch 3 (step 2) prunes.
@@ -108,9 +110,9 @@ def test_a_poor_trial_is_pruned_at_the_first_epoch_after_warm_up(monkeypatch):
 def test_a_good_trial_runs_every_repeat_and_scores_their_mean(monkeypatch):
     config = TuneConfig(epochs=3, repeats=2, seed=10)
     fake, calls = scripted_fit([[0.91, 0.95, 0.93], [0.92, 0.97, 0.96]])
-    monkeypatch.setattr(tune, "fit_and_validate", fake)
+    monkeypatch.setattr(tune_workers, "fit_and_validate", fake)
     study = study_with_good_trials(config)
-    study.optimize(tune.objective(config, data=None), n_trials=1)
+    study.optimize(tune_workers.objective(config, data=None), n_trials=1)
     trial = study.trials[-1]
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.value == pytest.approx((0.95 + 0.97) / 2)  # mean of each repeat's best
@@ -130,7 +132,7 @@ def test_running_trials_of_dead_local_workers_are_failed(tmp_path):
                              (remote, "another-machine", int(dead))]:  # fmt: skip
         trial.set_user_attr("host", host)
         trial.set_user_attr("pid", pid)
-    assert tune.fail_dead_local_trials(study) == [orphan.number]
+    assert tune_study.fail_dead_local_trials(study) == [orphan.number]
     states = {t.number: t.state.name for t in study.get_trials()}
     # The other machine's trial is left to its heartbeat.
     assert states == {orphan.number: "FAIL", alive.number: "RUNNING", remote.number: "RUNNING"}
@@ -149,7 +151,7 @@ def test_a_trial_of_an_exited_but_unreaped_worker_is_failed_at_once(tmp_path):
     try:
         worker.kill()
         os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOWAIT)  # exited, left unreaped
-        assert tune.fail_dead_local_trials(study) == [trial.number]
+        assert tune_study.fail_dead_local_trials(study) == [trial.number]
     finally:
         worker.wait()
 
@@ -205,7 +207,7 @@ def test_workers_sharing_a_study_end_with_exactly_the_trials_asked_for(tmp_path,
             on_epoch_end(epoch, {"val_accuracy": 0.5 + 0.1 * epoch, "val_loss": 1 - 0.1 * epoch})
         return [{"val_accuracy": 0.7}]
 
-    monkeypatch.setattr(tune, "fit_and_validate", slow_fit)
+    monkeypatch.setattr(tune_workers, "fit_and_validate", slow_fit)
     config = TuneConfig(study="shared", trials=7, pruner="none", jobs=1,
                         storage=f"sqlite:///{tmp_path / 'shared.db'}")  # fmt: skip
 
@@ -215,7 +217,7 @@ def test_workers_sharing_a_study_end_with_exactly_the_trials_asked_for(tmp_path,
     with ThreadPoolExecutor(3) as pool:
         studies = list(pool.map(worker, range(3)))
     trials = studies[0].get_trials()
-    assert tune.finished_count(studies[0]) == config.trials
+    assert tune_study.finished_count(studies[0]) == config.trials
     # Any surplus start (two workers claiming the last slot at once) is a FAIL, not a result.
     assert all(t.state.name in ("COMPLETE", "FAIL") for t in trials)
 
@@ -227,8 +229,8 @@ def test_a_surplus_trial_stands_down_and_names_its_worker(tmp_path):
     study = tune.open_study(config, tmp_path)
     study.ask()  # running elsewhere: it holds the only place
     late = study.ask()
-    with pytest.raises(tune.SurplusTrial):
-        tune.objective(config, None)(late)
+    with pytest.raises(tune_workers.SurplusTrial):
+        tune_workers.objective(config, None)(late)
     owner = study.get_trials()[late.number].user_attrs
     assert (owner["pid"], owner["host"]) == (os.getpid(), socket.gethostname())
 
@@ -244,14 +246,14 @@ def test_a_trial_whose_worker_died_before_recording_itself_is_failed(tmp_path, m
     """Killed between Optuna making its trial and the objective's first line, a worker left
     the trial RUNNING with no owner and no heartbeat: a place in the study, held for good.
     (Seen in CI, killing a worker at random.)"""
-    monkeypatch.setattr(tune, "GRACE_SECONDS", 1)
+    monkeypatch.setattr(tune_study, "GRACE_SECONDS", 1)
     config = TuneConfig(study="early", storage=f"sqlite:///{tmp_path / 's.db'}")
     study = tune.open_study(config, tmp_path)
     ownerless = study.ask()
     # Young, it may be a live worker's that is about to record itself.
-    assert tune.fail_dead_local_trials(study) == []
+    assert tune_study.fail_dead_local_trials(study) == []
     time.sleep(1.5)
-    assert tune.fail_dead_local_trials(study) == [ownerless.number]
+    assert tune_study.fail_dead_local_trials(study) == [ownerless.number]
     assert study.trials[ownerless.number].state == optuna.trial.TrialState.FAIL
 
 
@@ -263,7 +265,7 @@ def test_a_resumed_study_draws_no_trial_again(tmp_path, monkeypatch, sampler):
         on_epoch_end(0, {"val_accuracy": 0.9, "val_loss": 0.1})
         return [{"val_accuracy": 0.9}]
 
-    monkeypatch.setattr(tune, "fit_and_validate", fit)
+    monkeypatch.setattr(tune_workers, "fit_and_validate", fit)
     config = TuneConfig(study="resumed", trials=3, seed=7, jobs=1, sampler=sampler,
                         pruner="none", storage=f"sqlite:///{tmp_path / 's.db'}")  # fmt: skip
     tune.run_study(config, None, tmp_path, False)  # stopped (or killed) after 3 trials

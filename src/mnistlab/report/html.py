@@ -1,5 +1,4 @@
-"""Self-contained HTML pages (figures embedded as data URIs, no network, no scripts),
-and the text tables the commands print."""
+"""Self-contained HTML pages: figures embedded as data URIs, no network, no scripts."""
 
 from __future__ import annotations
 
@@ -29,29 +28,6 @@ img.digit { width: 56px; height: 56px; image-rendering: pixelated; }
 
 
 PROVENANCE = ("backend", "cpu", "cpu_count", "platform")
-
-
-def print_table(header: list[str], rows: list[list]) -> None:
-    """A text table on standard output: columns padded to their widest cell, numbers
-    right-aligned."""
-    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    numeric = [all(_is_number(row[i]) for row in cells[1:]) for i in range(len(header))]
-    for row in cells:
-        print(
-            "  ".join(
-                c.rjust(w) if num else c.ljust(w)
-                for c, w, num in zip(row, widths, numeric, strict=True)
-            ).rstrip()
-        )
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text.replace(",", ""))
-    except ValueError:
-        return False
-    return True
 
 
 def data_uri(png: bytes) -> str:

@@ -1,32 +1,28 @@
 """The line model: reads a written number's whole line at once and says where each digit
 lies. A small CNN over the line's columns, trained with CTC (no segmentation needed).
 
-Why: cutting touching digits apart and classifying the pieces (the first reader) found
-the right cut for only 73% of the benchmark's numbers; a model that sees the line learns
-where one written digit ends and the next begins, touching or not. It was trained on
-numbers written with MNIST's *training* digits (documents.number_strings), so the string
+Why: cutting touching digits apart and classifying the pieces finds the right cut for
+only 73% of the string benchmark's numbers; a model that sees the line learns where one
+written digit ends and the next begins, touching or not. It is trained on numbers
+written with MNIST's *training* digits (documents.number_strings), so the string
 benchmark (the *test* digits) is new to it.
 
 The weights of two such models ship with the package (WEIGHTS); inference is NumPy (no
-framework, and no compilation per image width). `python -m mnistlab.lines [--augment]`
-trains them again (12 epochs, about 70 minutes each on 2 cores, plus 15 to 20 minutes
-writing the numbers).
+framework, and no compilation per image width). read.train_lines trains them.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.resources
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 from scipy.special import softmax
 
-from mnistlab import segment
+from mnistlab.read import segment
 
 # Two line models read each line: one trained on numbers of MNIST's training digits as
 # they are, one with those digits distorted in every other chunk (`--augment`). Their
@@ -44,13 +40,6 @@ BATCH = 16  # line images per NumPy call
 # Each image is padded to a multiple of this many columns (its own: an image's reading
 # must not depend on what it was batched with), in training as in reading.
 COLUMNS = 32
-# Training: numbers written with MNIST's training digits, in chunks of CHUNK strings.
-TRAIN_STRINGS = 80_000
-CHUNK = 2_000
-VALIDATION = 2_000
-EPOCHS = 12
-MAX_LABEL = 8  # documents.number_strings writes at most 8 digits
-MAX_WIDTH = 256  # wider training lines (a few long numbers in large writing) are left out
 
 
 @dataclass(frozen=True)
@@ -94,7 +83,7 @@ class LineModel:
     @classmethod
     def load(cls, name: str = WEIGHTS[0]) -> LineModel:
         """Weights that ship with the package."""
-        data = importlib.resources.files("mnistlab").joinpath(name).read_bytes()
+        data = importlib.resources.files(__package__).joinpath(name).read_bytes()
         with np.load(io.BytesIO(data)) as weights:
             return cls(dict(weights))
 
@@ -234,158 +223,3 @@ def _max_pool(x: np.ndarray, pool: tuple[int, int]) -> np.ndarray:
     a, b = pool
     x = x[:, : rows // a * a, : cols // b * b]
     return x.reshape(batch, rows // a, a, cols // b, b, channels).max(axis=(2, 4))
-
-
-# Training (Keras): not needed to read.
-
-
-def build():
-    import keras
-    from keras import layers
-
-    inputs = keras.Input((HEIGHT, None, 1))
-    x = inputs
-    for filters, pool in zip(CONV, POOLS, strict=True):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.Activation("relu")(layers.BatchNormalization()(x))
-        x = layers.MaxPooling2D(pool)(x)
-    x = layers.Permute((2, 1, 3))(x)  # (frames, rows, channels)
-    x = layers.Reshape((-1, HEIGHT // 8 * CONV[-1]))(x)
-    for width, filters in CONTEXT:
-        x = layers.Conv1D(filters, width, padding="same", activation="relu")(x)
-        x = layers.Dropout(0.2)(x)
-    return keras.Model(inputs, layers.Dense(11)(x))  # logits; softmax in inference
-
-
-def _examples(args: tuple[Path | None, int, int, bool]) -> list[tuple[np.ndarray, str]]:
-    """Line images (uint8) and texts of n numbers written with MNIST's training digits
-    (with `augment`, distorted in every other chunk, as other writers would draw them)."""
-    from mnistlab import augment, documents
-    from mnistlab.data import load_mnist
-
-    data, seed, n, distort = args
-    mnist = load_mnist(data)
-    x = augment.preview(mnist.x_train, seed) if distort and seed % 2 else mnist.x_train
-    out = []
-    for document in documents.number_strings(x, mnist.y_train, n, seed):
-        try:
-            field = segment.find_field(document.image.astype(np.float32))
-        except segment.SegmentError:
-            continue
-        out.append((np.round(line_image(field).image * 255).astype(np.uint8), document.text))
-    return out
-
-
-def _batches(examples, batch: int, rng: np.random.Generator):
-    """Shuffled batches of lines of one padded width: (x (B, H, W, 1), labels (B, 8))."""
-    by_width: dict[int, list] = {}
-    for image, text in examples:
-        if image.shape[1] <= MAX_WIDTH:
-            by_width.setdefault(padded_width(image.shape[1]), []).append((image, text))
-    out = []
-    for width, group in by_width.items():
-        order = rng.permutation(len(group))
-        for start in range(0, len(order) - batch + 1, batch):
-            x = np.zeros((batch, HEIGHT, width, 1), np.float32)
-            y = np.zeros((batch, MAX_LABEL), np.int32)
-            for row, k in enumerate(order[start : start + batch]):
-                image, text = group[k]
-                x[row, :, : image.shape[1], 0] = image / 255.0
-                y[row, : len(text)] = [int(c) + 1 for c in text]
-            out.append((x, y))
-    rng.shuffle(out)
-    return out
-
-
-def train(
-    data: Path | None,
-    out: Path,
-    strings: int = TRAIN_STRINGS,
-    epochs: int = EPOCHS,
-    augment: bool = False,
-):
-    """Fit the line model with CTC and save its weights (batch norm folded in)."""
-    import multiprocessing
-
-    import keras
-
-    seeds = [(data, 1000 + k, CHUNK, augment) for k in range(strings // CHUNK)]
-    with multiprocessing.get_context("spawn").Pool() as pool:
-        examples = [e for part in pool.map(_examples, seeds) for e in part]
-    validation, examples = examples[:VALIDATION], examples[VALIDATION:]
-    print(f"{len(examples)} numbers to train on, {len(validation)} to check")
-
-    class Batches(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__()
-            self.rng = np.random.default_rng(0)
-            self.on_epoch_end()
-
-        def __len__(self):
-            return len(self.batches)
-
-        def __getitem__(self, k):
-            return self.batches[k]
-
-        def on_epoch_end(self):
-            self.batches = _batches(examples, 64, self.rng)
-
-    keras.utils.set_random_seed(0)
-    model = build()
-    batches = Batches()
-    schedule = keras.optimizers.schedules.CosineDecay(2e-3, epochs * len(batches))
-    model.compile(keras.optimizers.Adam(schedule), loss=keras.losses.CTC())
-
-    class Check(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            reader = LineModel(_folded(model))
-            posteriors = reader([image / 255.0 for image, _ in validation])
-            right = [
-                "".join(str(digit_probabilities(p, f).argmax()) for f in decode(p)) == text
-                for p, (_, text) in zip(posteriors, validation, strict=True)
-            ]
-            print(f"epoch {epoch + 1}: validation numbers read right {np.mean(right):.1%}")
-
-    model.fit(batches, epochs=epochs, callbacks=[Check()], verbose=2)
-    np.savez_compressed(out, **_folded(model))
-    print(f"wrote {out}")
-
-
-def _folded(model) -> dict[str, np.ndarray]:
-    """Kernels and biases in order, each batch normalisation folded into its conv."""
-    import keras
-
-    layers: list[list[np.ndarray]] = []
-    for layer in model.layers:
-        values = [keras.ops.convert_to_numpy(v) for v in layer.weights]
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, variance = values
-            scale = gamma / np.sqrt(variance + layer.epsilon)
-            kernel, bias = layers[-1]
-            layers[-1] = [kernel * scale, bias * scale + beta - mean * scale]
-        elif values:
-            kernel = values[0]
-            bias = values[1] if len(values) > 1 else np.zeros(kernel.shape[-1])
-            layers.append([kernel, bias])
-    weights = {}
-    for k, (kernel, bias) in enumerate(layers):
-        weights[f"w{k}"], weights[f"b{k}"] = kernel.astype(np.float32), bias.astype(np.float32)
-    return weights
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Train the reader's line model (CTC).")
-    parser.add_argument("--data", type=Path, help="mnist.npz (default: $MNISTLAB_DATA)")
-    parser.add_argument(
-        "--augment", action="store_true", help=f"distort the digits: makes {WEIGHTS[1]}"
-    )
-    parser.add_argument("--out", type=Path, help="default: src/mnistlab/ and its weights' name")
-    parser.add_argument("--strings", type=int, default=TRAIN_STRINGS)
-    parser.add_argument("--epochs", type=int, default=EPOCHS)
-    args = parser.parse_args()
-    out = args.out or Path("src/mnistlab") / WEIGHTS[args.augment]
-    train(args.data, out, args.strings, args.epochs, args.augment)
-
-
-if __name__ == "__main__":
-    main()

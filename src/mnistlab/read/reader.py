@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab import images, lines, runs, segment
+from mnistlab import images, runs
 from mnistlab.config import MAX_DIGITS, ReadConfig
 from mnistlab.errors import UserError
 from mnistlab.predictor import Predictor
+from mnistlab.read import lines, segment
 
 # Decimal places of the probabilities a Reading reports.
 PLACES = 6

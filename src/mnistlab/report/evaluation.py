@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab import documents, model_card, plots, progress, report, runs
+from mnistlab import progress, runs
 from mnistlab.data import SKLEARN_DIGITS, Digits, load_digits_set
 from mnistlab.metrics import coverage_at, measure, risk_coverage, string_metrics
 from mnistlab.predictor import Predictor
-from mnistlab.reader import FILES_PER_BATCH, Reader, Reading
+from mnistlab.read import documents
+from mnistlab.read.reader import FILES_PER_BATCH, Reader, Reading
+from mnistlab.report import html, model_card, plots
 
 if typing.TYPE_CHECKING:  # matplotlib itself is plots.py's
     from matplotlib.figure import Figure
@@ -39,7 +41,7 @@ class Evaluation:
     def _repr_html_(self) -> str:
         """How Jupyter shows an evaluation: its headline and its figures, inline."""
         pngs = {name: plots.to_png(figure) for name, figure in self.figures.items()}
-        return report.summary(self.record, pngs)
+        return html.summary(self.record, pngs)
 
 
 def output_dir(run: runs.Run, which: str, digits: Digits) -> Path:
@@ -106,7 +108,7 @@ def _write(run: runs.Run, out: Path, digits: Digits, evaluation: dict, figures: 
         (x, plots.digit_png(digits.x[x["index"]]))
         for x in metrics["misclassified"][:REPORT_MISTAKES]
     ]
-    page = report.run_report(run, evaluation, pngs, mistakes)
+    page = html.run_report(run, evaluation, pngs, mistakes)
     runs.write_bytes(out / runs.REPORT, page.encode())
     runs.write_json(out / runs.EVALUATION, evaluation)
 
@@ -157,7 +159,7 @@ def compare_runs(run_dirs: list[runs.Run | Path], digits: Digits) -> tuple[list[
         )
         histories[name] = run.history
         matrices[name] = metrics["confusion_matrix"]
-    page = report.compare_report(
+    page = html.compare_report(
         rows,
         plots.to_png(plots.compare_curves(histories)),
         plots.to_png(plots.confusion_matrices(matrices)),
