@@ -5,12 +5,16 @@ Cards for Model Reporting", with Hugging Face's metadata header."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import shlex
+import string
 import typing
 
 from mnistlab.config import PRESETS, TrainConfig, flag_of
 from mnistlab.runs import Run
 
+# The card's text, with $name fields that render fills in.
+TEMPLATE = importlib.resources.files(__package__).joinpath("model_card.md")
 # The share of accepted answers that must be right for the reject threshold quoted.
 RELIABLE = 0.995
 
@@ -53,75 +57,32 @@ def render(
     kind = "an ensemble (mean of its members' probabilities)" if run.preset == "ensemble" else (
         f"the `{run.preset}` preset"
     )  # fmt: skip
-    return f"""---
-library_name: keras
-pipeline_tag: image-classification
-tags: [mnist, digits, mnistlab]
-datasets: [mnist]
-metrics: [accuracy]
----
-
-# Model card: {run.path.name}
-
-## Model details
-- {kind}, made by mnistlab {p.get("mnistlab_version", "?")}: {_architecture(run)}.
-- Trained on {p.get("backend", "?")}: {versions}; Python {p.get("python_version", "?")}; \
-{p.get("cpu", "CPU not recorded")}. Created {p.get("created", "?")}.
-- {_training(run)}
-
-## Intended use
-Reading one handwritten digit per image, 0-9, written as MNIST's were (dark pen on light
-paper, one digit per box): a learning and benchmarking model, and a digit reader behind
-`mnistlab predict`, `read` and `serve` where a person checks what it is unsure of. Not for
-decisions about people without that check.
-
-## Factors
-MNIST's digits were written by about 500 people (US Census Bureau employees and high
-school students), size-normalised and centred. Accuracy depends on how close new writing
-is to theirs: other writers, pens, scanners and cameras lower it (see the other source
-below).
-
-## Metrics
-Accuracy and cross-entropy on held-out digits; per-class precision, recall and F1; the
-reject threshold: the lowest confidence at which {RELIABLE:.1%} of accepted answers are
-right on the MNIST test set.
-
-## Training data
-`{run.data_source}`, sha256 `{run.data_sha256}`: {_training_digits(run)}.
-
-## Evaluation data
-- The 10,000 MNIST test digits (never seen in training).
-- scikit-learn's 1,797 8x8 digits (other writers, another scanner), made MNIST-style.
-
-## Quantitative analyses
-| data | digits | accuracy | loss |
-|---|---|---|---|
-| MNIST test | {test["n"]:,} | {test["accuracy"]:.4f} | {test["loss"]:.4f} |
-| scikit-learn digits | {other["n"]:,} | {other["accuracy"]:.4f} | {other["loss"]:.4f} |
-
-{threshold}
-{reading}
-| digit | precision | recall | F1 | support |
-|---|---|---|---|---|
-{per_class}
-
-## Ethical considerations
-The data are digits only, with no personal information. A misread digit in an amount,
-a postcode or a grade changes its meaning: use the reject threshold, and have people
-check what is rejected.
-
-## Caveats and recommendations
-- One centred digit per image for `predict`; numbers go to `mnistlab read`.
-- Accuracy on MNIST's own writers overstates accuracy on yours; the scikit-learn figure
-  above is closer to what new writing gets. Measure on a sample of your own documents.
-- Same seed, same result holds for the same versions and CPU as above.
-
-## How to reproduce
-```
-{reproduce(run)}
-mnistlab evaluate RUN
-```
-"""
+    return string.Template(TEMPLATE.read_text()).substitute(
+        name=run.path.name,
+        kind=kind,
+        mnistlab_version=p.get("mnistlab_version", "?"),
+        architecture=_architecture(run),
+        backend=p.get("backend", "?"),
+        versions=versions,
+        python_version=p.get("python_version", "?"),
+        cpu=p.get("cpu", "CPU not recorded"),
+        created=p.get("created", "?"),
+        training=_training(run),
+        reliable=f"{RELIABLE:.1%}",
+        data_source=run.data_source,
+        data_sha256=run.data_sha256,
+        training_digits=_training_digits(run),
+        test_n=f"{test['n']:,}",
+        test_accuracy=f"{test['accuracy']:.4f}",
+        test_loss=f"{test['loss']:.4f}",
+        other_n=f"{other['n']:,}",
+        other_accuracy=f"{other['accuracy']:.4f}",
+        other_loss=f"{other['loss']:.4f}",
+        threshold=threshold,
+        reading=reading,
+        per_class=per_class,
+        reproduce=reproduce(run),
+    )
 
 
 def _training(run: Run) -> str:

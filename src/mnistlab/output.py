@@ -1,0 +1,180 @@
+"""What the commands print: one line per file answered, and text tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mnistlab import progress, runs
+from mnistlab.config import NUM_CLASSES
+from mnistlab.data import class_counts
+from mnistlab.errors import UserError
+
+
+def each_file(args: argparse.Namespace, answer_all, describe, done: str, sep: str) -> int:
+    """Answer every image file named (folders: the images in them) as `answer_all(files)`
+    yields (path, answer or UserError), `describe(answer)` giving (JSON record, text,
+    unsure): a line each, above a progress bar on a terminal; a note for each file
+    skipped; one closing count. Exit status 1 if a file failed ('unsure' is an answer)."""
+    from mnistlab.images import image_files, skip_reason
+
+    files, skipped = image_files(args.images)
+    for path in skipped:
+        print(f"skipped {shown(path)}: {skip_reason(path)}", file=sys.stderr, flush=True)
+    counts = dict.fromkeys((done, "unsure", "failed"), 0)
+    with progress.bar(len(files), "file") as bar:
+        for path, answer in answer_all(files):
+            if isinstance(answer, UserError):
+                counts["failed"] += 1
+                record, line = {"error": shown(answer)}, f"error: {shown(answer)}"
+            else:
+                record, line, unsure = describe(answer)
+                counts["unsure" if unsure else done] += 1
+            name = shown(path)
+            bar.write(json.dumps({"file": name, **record}) if args.json else f"{name}{sep}{line}")
+            sys.stdout.flush()  # a reader of the pipe sees each answer when it is made
+            bar.update()
+    summary = ", ".join(f"{n} {what}" for what, n in counts.items())
+    summary += f", {len(skipped)} skipped" if skipped else ""
+    files_ = f"{len(files)} file{'s' if len(files) != 1 else ''}"
+    print(f"{files_}: {summary}", file=sys.stderr if args.json else sys.stdout)
+    return 1 if counts["failed"] else 0
+
+
+def shown(thing: object) -> str:
+    """Text that any UTF-8 reader takes: bytes of a file name that are not UTF-8 (which
+    Python holds as lone surrogates) written as visible escapes, as `ls -b` does."""
+    text = str(thing)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that no file name made
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def print_table(header: list[str], rows: list[list]) -> None:
+    """A text table on standard output: columns padded to their widest cell, numbers
+    right-aligned."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    numeric = [all(_is_number(row[i]) for row in cells[1:]) for i in range(len(header))]
+    for row in cells:
+        padded = [
+            c.rjust(w) if n else c.ljust(w) for c, w, n in zip(row, widths, numeric, strict=True)
+        ]
+        print("  ".join(padded).rstrip())
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
+def tune_summary(done, config, top: int) -> None:
+    """The study's trials counted, its `top` best, the best, and the tuned run's comparison."""
+    from mnistlab import tune
+
+    trials = done.record["trials"]
+    completed = sum(t["state"] == "COMPLETE" for t in trials)
+    print(f"study {config.study}: {len(trials)} trials, {completed} completed")
+    print_table(
+        ["trial", "val_accuracy", "seconds", "params"],
+        [[t["number"], f"{t['value']:.4f}", f"{t['seconds'] or 0:.0f}",
+          tune.format_params(t["params"])] for t in tune.top_trials(done.record, top)],
+    )  # fmt: skip
+    best = tune.best_trial(done.study)
+    print(f"best trial {best.number}: val_accuracy={best.value:.4f} "
+          f"{tune.format_params(best.params)}")  # fmt: skip
+    print(f"study: {done.folder / tune.STUDY_JSON}")
+    if done.tuned is not None:
+        print_table(list(done.comparison[0]), [list(r.values()) for r in done.comparison])
+        print(f"tuned run: {done.tuned.path}")
+
+
+def evaluation_summary(evaluation, strict: float) -> None:
+    """The metrics' report; the string benchmark's figures, with the threshold at which
+    `strict` of the accepted readings are right; where the report is."""
+    from mnistlab.metrics import coverage_at, format_report
+
+    print(format_report(evaluation.metrics))
+    strings = evaluation.record.get("strings")
+    if strings:
+        sure = coverage_at(strings["risk_coverage"], strict)
+        accepted = (
+            f"at --min-confidence {sure['threshold']:.6g}, {sure['coverage']:.1%} accepted, "
+            f"{sure['accuracy']:.2%} of them right"
+            if sure
+            else f"no threshold makes the accepted {strict:.1%} right"
+        )
+        print(
+            f"strings: {strings['string_accuracy']:.4f} string accuracy "
+            f"(touching pair {_share(strings['touching'])}, "
+            f"none {_share(strings['not_touching'])}), "
+            f"digit accuracy {strings['digit_accuracy']:.4f}, "
+            f"{strings['strings_per_second']:.0f} strings/s; {accepted}"
+        )
+    print(f"report: {evaluation.folder / runs.REPORT}")
+
+
+def _share(part: dict) -> str:
+    return "-" if part["accuracy"] is None else f"{part['accuracy']:.4f}"
+
+
+def prune_summary(method: str, run) -> None:
+    """What pruning bought (sparsity, size, speed at each batch size) and cost (accuracy)."""
+    m = run.metrics
+    batch = [k for k in m if k.startswith("images_per_second_batch_") and k.endswith("_after")]
+    print(
+        f"{method}: sparsity {m['sparsity']:.3f}; nonzero parameters "
+        f"{m['nonzero_parameters_before']:,} -> {m['nonzero_parameters_after']:,}; xz "
+        f"{m['xz_bytes_before'] / 1e3:,.0f} kB -> {m['xz_bytes_after'] / 1e3:,.0f} kB "
+        f"({m['xz_bytes_before'] / m['xz_bytes_after']:.1f}x smaller)"
+    )
+    for key in sorted(batch, key=lambda k: int(k.split("_")[-2])):
+        size, before = key.split("_")[-2], m[key.replace("_after", "_before")]
+        print(f"images/s at batch {size}: {before:,.0f} -> {m[key]:,.0f} "
+              f"({m[key] / before:.2f}x)")  # fmt: skip
+    print(f"test_accuracy {m['parent_test_accuracy']:.4f} -> {m['test_accuracy']:.4f}")
+    result_line(m, run.path)
+
+
+def runs_table(found) -> None:
+    rows = [
+        [r.name, r.preset, f"{r.metrics['test_accuracy']:.4f}", r.provenance.get("created", "?")]
+        for r in found
+    ]
+    print_table(["run", "preset", "test_accuracy", "created"], rows)
+
+
+def result_line(metrics: dict, run_dir) -> None:
+    """The line a command that makes a run ends with (scripts parse it)."""
+    print(f"test_accuracy={metrics['test_accuracy']:.4f} test_loss={metrics['test_loss']:.4f} "
+          f"run={run_dir}")  # fmt: skip
+
+
+def print_trial(study, trial) -> None:
+    """A finished trial's line, through tqdm, so that the progress bar stays whole."""
+    from tqdm import tqdm
+
+    from mnistlab.tune import trial_line
+
+    tqdm.write(trial_line(trial))
+
+
+def data_table(data) -> None:
+    """Where the data came from, and each split's shapes and class counts."""
+    print(f"data: {data.source} (sha256 {data.sha256[:12]}...)")
+    splits = [("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)]
+    print_table(
+        ["split", "images", "labels", "dtype", *map(str, range(NUM_CLASSES))],
+        [[name, x.shape, y.shape, x.dtype, *class_counts(y)] for name, x, y in splits],
+    )
+
+
+def layers_table(rows: list[tuple[str, str, str, int]]) -> None:
+    table = [[name, kind, shape, f"{params:,}"] for name, kind, shape, params in rows]
+    print_table(["layer", "type", "output shape", "parameters"], table)
+    print(f"total parameters: {sum(r[3] for r in rows):,}")
