@@ -16,7 +16,7 @@ DEV_LOCK := requirements-dev.lock
 COMPILE := .lock-venv/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --all-build-deps \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: install train test lint format lock clean
+.PHONY: install train test test-fast docs lint format lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,16 @@ train: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest
+
+# The unit tier: synthetic data, no training; under 2 minutes.
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/pytest -m unit -q
+
+# The documentation site, into site/ (docs/hooks.py makes its generated tables).
+docs: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
@@ -53,4 +62,4 @@ lock:
 	$(COMPILE) --upgrade --extra dev -o $(DEV_LOCK) pyproject.toml
 
 clean:
-	rm -rf $(VENV) .lock-venv runs
+	rm -rf $(VENV) .lock-venv runs site

@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import record
 from PIL import Image, ImageDraw
 
 from mnistlab.images import MAX_PIXELS
@@ -52,6 +53,7 @@ def page(side: int, mode: str) -> Image.Image:
 
 def main() -> None:
     side = math.isqrt(MAX_PIXELS)
+    rows = []
     with tempfile.TemporaryDirectory() as folder:
         small = Path(folder, "small.png")
         page(64, "L").save(small)
@@ -66,6 +68,19 @@ def main() -> None:
             name = f"{size}x{size} {mode} {suffix.upper()}"
             print(f"{name:>28}  {path.stat().st_size / 1e3:>7.0f}KB  {seconds:>7.2f}  {mib:>8.0f}"
                   f"  {seconds / 1.0:>7.2f}  {mib / 200:>12.2f}")  # fmt: skip
+            rows.append(
+                [name, f"{path.stat().st_size / 1e3:.0f} KB", f"{seconds:.2f}", f"{mib:.0f}"]
+            )
+    worst_s, worst_mib = max(float(r[2]) for r in rows), max(float(r[3]) for r in rows)
+    record.write(
+        "image_limits",
+        [{"title": "The largest accepted images: seconds and extra peak memory to read one",
+          "columns": ["image", "file", "seconds", "peak MiB"], "rows": rows}],
+        [{"target": "any accepted image under 1 s", "measured": f"at most {worst_s:.2f} s",
+          "met": worst_s < 1},
+         {"target": "any accepted image under 200 MB", "measured": f"at most {worst_mib:.0f} MiB",
+          "met": worst_mib * 1.048576 < 200}],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

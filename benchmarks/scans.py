@@ -16,9 +16,10 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import numpy as np
 
-from mnistlab import documents, images
+from mnistlab import images
 from mnistlab.data import load_mnist
 from mnistlab.predictor import Predictor
+from mnistlab.read import documents
 
 
 def main() -> None:

@@ -26,6 +26,14 @@ def pytest_configure(config):
         os.environ["MNISTLAB_DATA"] = str(SHARED_MNIST)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/unit/ is of the unit tier (make test-fast)."""
+    unit = ROOT / "tests" / "unit"
+    for item in items:
+        if item.path.is_relative_to(unit):
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture(scope="session")
 def mnist():
     from mnistlab.data import load_mnist

@@ -169,7 +169,7 @@ class TrainConfig(_Config):
         1.0,
         "scale of --augment's distortions (shifts, angles, elastic displacement, stroke-change "
         "rates): 0.5 halves them; milder members mixed with full-strength ones make better "
-        "cnn ensembles (README)",
+        "cnn ensembles",
     )
     save_h5: bool = option(False, "also save final_model.h5 (legacy HDF5 format)", flag="--h5")
 

@@ -44,7 +44,7 @@ SCORE_IMAGES = 2000
 TIMED_SINGLES = 200
 TIMED_BATCH = 1000
 OUTPUT_LAYER = "probabilities"
-# The fine-tuning learning rate, as a fraction of the run's (measured on deep-mlp, README):
+# The fine-tuning learning rate, as a fraction of the run's (measured on deep-mlp):
 # a masked model is still the trained one; a narrowed one must learn again (a tenth of the
 # rate left it 1.35 points down after 10 epochs, against 0.13 at the full rate).
 LR_FACTOR = {"magnitude": 0.1, "units": 1.0}
@@ -258,7 +258,7 @@ def _narrowed(before, config: TrainConfig, sparsity: float, score: str, data: Mn
         conv_filters=tuple(len(keep[n]) for n in names if n.startswith("conv")),
         hidden_units=tuple(len(keep[n]) for n in names if n.startswith("hidden")),
         # Narrow layers need less dropout: 0.3 on deep-mlp's quarter-width layers cost 0.3
-        # points of test accuracy against 0.075 (README).
+        # points of test accuracy against 0.075.
         dropout=tuple(round(d * (1 - sparsity), 3) for d in config.layer_dropout),
     )
     model = build_model(narrow)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from playwright.sync_api import expect
 
 # Test images: index 0 is a 7, index 2 a 1.
 DRAWN = [(0, 7), (2, 1)]
@@ -45,7 +46,8 @@ def draw(page, image, selector="#pad"):
 
 def predicted(page) -> str:
     page.click("#predict")
-    page.wait_for_function("document.querySelectorAll('#bars .bar').length === 10", timeout=10_000)
+    # Locators, not wait_for_function: its string is evaluated, which the page's CSP forbids.
+    expect(page.locator("#bars .bar")).to_have_count(10, timeout=10_000)
     page.wait_for_load_state("networkidle")
     return page.inner_text("#answer")
 
@@ -170,7 +172,7 @@ def test_a_server_out_of_reach_is_said_on_the_page(browser, server, mnist):
     page.route("**/predict", lambda route: route.abort())
     draw(page, mnist.x_test[0])
     page.click("#predict")
-    page.wait_for_function("document.getElementById('error').textContent !== ''")
+    expect(page.locator("#error")).not_to_have_text("")
     assert "Cannot reach the server" in page.inner_text("#error")
     assert page.inner_text("#answer") == "?"
     page.close()
@@ -195,7 +197,7 @@ def test_a_number_written_on_the_number_pad_is_read(browser, server, mnist, view
             page.mouse.up()
     page.click("#read")
     page.wait_for_load_state("networkidle")
-    page.wait_for_function("document.querySelectorAll('#digits .digit').length === 2")
+    expect(page.locator("#digits .digit")).to_have_count(2)
     assert page.inner_text("#reading") == "42"
     assert "confidence" in page.inner_text("#reading-confidence")
     page.click("#clear-number")

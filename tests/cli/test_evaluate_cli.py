@@ -52,7 +52,7 @@ def test_evaluate_refuses_an_unfinished_or_missing_run(cli, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"mnistlab: error: {unfinished}: unfinished run (no metrics.json); "
-        "resume it with mnistlab train"
+        "run mnistlab train again to finish it"
     )
     assert not (unfinished / runs.EVALUATION).exists()
     result = cli("evaluate", tmp_path / "nothing")

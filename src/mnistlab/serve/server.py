@@ -29,7 +29,7 @@ CONFIG_ENV = "MNISTLAB_SERVE_CONFIG"
 
 
 def serve(config: ServeConfig) -> None:
-    """Run the app under uvicorn until interrupted, with the time limits the README gives."""
+    """Run the app under uvicorn until interrupted, with the config's time limits."""
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 

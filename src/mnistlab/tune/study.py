@@ -115,7 +115,7 @@ def _open_study(config: TuneConfig, url: str) -> optuna.Study:
         load_if_exists=True,
     )
     # A study's trials are drawn from one space: resuming it with another would mix them.
-    attrs = study.user_attrs  # a study made before there were spaces searched the seed's
+    attrs = study.user_attrs  # a study that records no space searched the seed's
     space = attrs.get(SPACE_ATTR, "seed" if BASE_ATTR in attrs else config.space)
     if space != config.space:
         raise TuneError(
@@ -153,7 +153,7 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
 def best_config(study: optuna.Study) -> TrainConfig:
     """The TrainConfig of the study's best trial, on the base it searched around."""
     base = TrainConfig.from_dict(study.user_attrs[BASE_ATTR])
-    space = study.user_attrs.get(SPACE_ATTR, "seed")  # made before there were spaces
+    space = study.user_attrs.get(SPACE_ATTR, "seed")  # one that records none searched it
     return config_from_params(best_trial(study).params, base, space)
 
 

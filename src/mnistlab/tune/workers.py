@@ -39,7 +39,8 @@ from mnistlab.tune.study import (
 )
 
 # Worker processes by default (at most one per core): while one compiles a new trial's
-# programs or prepares it, on one core, the other trains (README: 2x the trials on 2 cores).
+# programs or prepares it, on one core, the other trains: 2x the trials on 2 cores
+# (benchmarks/tune_speed.py).
 AUTO_JOBS = 2
 
 
