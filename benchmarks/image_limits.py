@@ -78,8 +78,8 @@ def main() -> None:
           "columns": ["image", "file", "seconds", "peak MiB"], "rows": rows}],
         [{"target": "any accepted image under 1 s", "measured": f"at most {worst_s:.2f} s",
           "met": worst_s < 1},
-         {"target": "any accepted image under 200 MB", "measured": f"at most {worst_mib:.0f} MiB",
-          "met": worst_mib * 1.048576 < 200}],
+         {"target": "any accepted image under 200 MiB", "measured": f"at most {worst_mib:.0f} MiB",
+          "met": worst_mib < 200}],
     )  # fmt: skip
 
 

@@ -96,13 +96,15 @@ def served_on_loopback():
     yielding its URL once /health answers, stopped at the end."""
 
     @contextlib.contextmanager
-    def serve(run, *options):
+    def serve(run, *options, log=None):
+        """`log`: a file to take the server's output (its log lines), else the terminal's."""
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+        out = open(log, "w") if log else None  # noqa: SIM115 (closed below)
         process = subprocess.Popen(
             [sys.executable, "-m", "mnistlab", "serve", str(run), "--port", str(port),
-             *map(str, options)]
+             *map(str, options)], stdout=out, stderr=subprocess.STDOUT if out else None,
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
@@ -119,6 +121,8 @@ def served_on_loopback():
         finally:
             process.terminate()
             process.wait(timeout=30)
+            if out:
+                out.close()
 
     return serve
 

@@ -88,43 +88,20 @@ def test_endless_headers_leave_the_servers_memory_flat(server):
         assert ok.status == 200
 
 
-def test_a_client_gone_mid_body_is_one_log_line(tiny_runs, tmp_path):
+def test_a_client_gone_mid_body_is_one_log_line(tiny_runs, served_on_loopback, tmp_path):
     """Uvicorn logged 'Exception in ASGI application' and a 30-line traceback."""
-    import subprocess
-    import sys
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mnistlab", "serve", str(tiny_runs[0]), "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/health", timeout=1)
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline and process.poll() is None
-                    time.sleep(0.3)
-            for route in ("/predict", "/read"):
-                with socket.create_connection(("127.0.0.1", port)) as sock:
-                    sock.sendall(
-                        f"POST {route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                        "Content-Length: 100000\r\n\r\n{".encode()
-                    )
-                    time.sleep(0.3)
-            time.sleep(1)
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as ok:
-                assert ok.status == 200
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with served_on_loopback(tiny_runs[0], log=log) as url:
+        for route in ("/predict", "/read"):
+            with socket.create_connection(("127.0.0.1", _port(url))) as sock:
+                sock.sendall(
+                    f"POST {route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    "Content-Length: 100000\r\n\r\n{".encode()
+                )
+                time.sleep(0.3)
+        time.sleep(1)
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as ok:
+            assert ok.status == 200
     text = log.read_text()
     assert "Traceback" not in text and "Exception in ASGI" not in text
     assert text.count("client disconnected before its request arrived") == 2
