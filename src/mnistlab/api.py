@@ -21,7 +21,7 @@ from mnistlab.errors import UserError
 
 if typing.TYPE_CHECKING:
     from mnistlab.predictor import Prediction
-    from mnistlab.report.evaluation import Evaluation
+    from mnistlab.report import Evaluation
 
 PathLike = str | os.PathLike
 
@@ -64,7 +64,7 @@ def evaluate(
     """Evaluate a run as `mnistlab evaluate` does, writing its report; the Evaluation's
     metrics, and its figures as matplotlib Figures (a notebook shows them inline)."""
     _choose_backend()
-    from mnistlab.report.evaluation import evaluate_run
+    from mnistlab.report import evaluate_run
 
     digits = data if isinstance(data, Digits) else load_digits_set(data)
     return evaluate_run(runs.as_run(run), digits, model)

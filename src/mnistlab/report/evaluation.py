@@ -13,8 +13,7 @@ from mnistlab import progress, runs
 from mnistlab.data import SKLEARN_DIGITS, Digits, load_digits_set
 from mnistlab.metrics import coverage_at, measure, risk_coverage, string_metrics
 from mnistlab.predictor import Predictor
-from mnistlab.read import documents
-from mnistlab.read.reader import FILES_PER_BATCH, Reader, Reading
+from mnistlab.read import FILES_PER_BATCH, Reader, Reading, documents
 from mnistlab.report import html, model_card, plots
 
 if typing.TYPE_CHECKING:  # matplotlib itself is plots.py's

@@ -37,8 +37,7 @@ from mnistlab import images, runs
 from mnistlab.config import MAX_DIGITS, ServeConfig
 from mnistlab.data import IMAGE_SHAPE
 from mnistlab.predictor import Predictor
-from mnistlab.read.reader import Reader, is_unsure
-from mnistlab.read.segment import SegmentError
+from mnistlab.read import Reader, SegmentError, is_unsure
 from mnistlab.serve.batcher import Batcher
 from mnistlab.serve.limits import CSP, BodyLimit, HeadAsGet, SecurityHeaders
 from mnistlab.serve.schemas import (

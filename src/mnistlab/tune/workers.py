@@ -21,7 +21,7 @@ import optuna
 from mnistlab import backend, runs
 from mnistlab.config import TuneConfig
 from mnistlab.data import Mnist
-from mnistlab.report.evaluation import compare_runs
+from mnistlab.report import compare_runs
 from mnistlab.training import fit_and_validate, train
 from mnistlab.tune.hparams import log_hparams
 from mnistlab.tune.space import base_config, suggest_config
