@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
+from mnistlab import runs
 from mnistlab.config import IMAGE_SHAPE
 from mnistlab.errors import UserError, first_line
 
@@ -200,7 +201,7 @@ def skip_reason(path: Path) -> str | None:
         return "a folder"
     if not path.is_file():
         return "not a regular file"
-    if path.name.startswith(".") and ".partial" in path.name:
+    if runs.partial_pid(path.name) is not None:
         return "an unfinished write"
     if path.suffix.lower() not in SUFFIXES:
         return "not an image file"

@@ -105,7 +105,7 @@ def remove_stale_partials(folder: Path) -> None:
     machines sharing the folder cannot be told apart by PID: one machine's runs only.)"""
     with contextlib.suppress(OSError):  # a folder that cannot be listed has none to clean
         for entry in os.scandir(folder):
-            pid = _partial_pid(entry.name)
+            pid = partial_pid(entry.name)
             if pid is None or alive(pid):
                 continue
             with contextlib.suppress(OSError):
@@ -115,7 +115,7 @@ def remove_stale_partials(folder: Path) -> None:
                     os.unlink(entry.path)
 
 
-def _partial_pid(name: str) -> int | None:
+def partial_pid(name: str) -> int | None:
     """The writer's PID in an atomic_path temporary name, None for any other name."""
     match = _PARTIAL_NAME.match(name)
     return int(match.group(1)) if match else None
