@@ -210,12 +210,16 @@ def skip_reason(path: Path) -> str | None:
 
 def _read_regular(path: Path) -> bytes:
     """The bytes of a regular file; an ImageError for anything else (a FIFO, a device),
-    checked on the opened file so that nothing swapped in after a check blocks a read."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ImageError("not a regular file")
-        return file.read()
+    checked on the opened file so that nothing swapped in after a check blocks a read,
+    and for a file that cannot be read (missing, unreadable)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ImageError("not a regular file")
+            return file.read()
+    except OSError as e:
+        raise ImageError(f"unreadable: {e}") from None
 
 
 def _reduced(image: Image.Image) -> tuple[Image.Image, int]:

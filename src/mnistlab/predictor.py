@@ -196,9 +196,8 @@ class Predictor:
             try:
                 digits.append(images.load_digit(path))
                 results.append((path, None))
-            except (images.ImageError, OSError) as e:
-                error = e if isinstance(e, UserError) else images.ImageError(f"unreadable: {e}")
-                results.append((path, error))
+            except images.ImageError as e:
+                results.append((path, e))
         answers = iter(self.predict_digits(np.array(digits), min_confidence) if digits else [])
         return [(path, error or next(answers)) for path, error in results]
 

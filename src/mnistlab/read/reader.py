@@ -228,9 +228,8 @@ def read_paths(config: ReadConfig, files: list[Path]) -> Iterator[tuple[Path, Re
         for path in chunk:
             try:
                 grays.append(images.decode(path))
-            except (images.ImageError, OSError) as e:
-                unreadable = images.ImageError(f"unreadable: {e}")
-                errors[path] = e if isinstance(e, UserError) else unreadable
+            except images.ImageError as e:
+                errors[path] = e
         readings = iter(reader.read_many(grays, config.length))
         for path in chunk:
             yield path, errors.get(path) or next(readings)

@@ -251,7 +251,12 @@ def tf_serving_predict(body: TFServingRequest, predictor: PredictorDep) -> Respo
 def _with_csp(page: HTMLResponse) -> HTMLResponse:
     """The page with a CSP that allows its own files and its inline scripts and styles,
     each by its hash: nothing injected into it runs."""
-    html = page.body.decode()
+    page.headers["content-security-policy"] = _policy(page.body.decode())
+    return page
+
+
+@functools.lru_cache(maxsize=4)  # the drawing page and /docs: the same HTML every time
+def _policy(html: str) -> str:
     allowed = {
         kind: " ".join(
             f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
@@ -259,10 +264,7 @@ def _with_csp(page: HTMLResponse) -> HTMLResponse:
         )
         for kind in ("script", "style")
     }
-    page.headers["content-security-policy"] = (
-        f"{CSP}; script-src 'self' {allowed['script']}; style-src 'self' {allowed['style']}"
-    )
-    return page
+    return f"{CSP}; script-src 'self' {allowed['script']}; style-src 'self' {allowed['style']}"
 
 
 def _decoded(decode, data: bytes):
