@@ -22,6 +22,17 @@ from mnistlab.config import MAX_DIGITS
 # reaches SURE_INK somewhere; fainter marks are paper grain, shading or bleed-through.
 INK_LEVEL = 0.2
 SURE_INK = 0.45
+# Paper: a side whose median is darker than this fraction of the paper's grey is a
+# scanner's margin, painted over with MARGIN_EDGE of the side more (its blurred edge,
+# the page's shadow).
+MARGIN_DARKNESS = 0.5
+MARGIN_EDGE = 0.06
+# The paper's grey is the median over BACKGROUND_WINDOW pixels of a copy reduced to
+# about BACKGROUND_SIDE pixels on its short side: wider than a stroke, so ink is never
+# taken for paper, while a printed pattern's thin lines are.
+BACKGROUND_SIDE = 48
+BACKGROUND_WINDOW = 15
+INK_THRESHOLD = 0.3  # of the strongest ink: fainter is the paper's pattern or grain
 # A side of the image darker than this fraction of its length is a scanner's margin.
 MARGIN_FILL = 0.85
 # A horizontal line longer than this many text heights is a rule, not part of a digit.
@@ -30,6 +41,7 @@ LINE_HEIGHTS = 1.5
 # the text (a 1 in a tight crop is as tall as the text, no taller).
 BORDER_HEIGHTS = 1.15
 EDGE_FRACTION = 0.15  # "at the edge": within this fraction of the width from a side
+CELL_HEIGHTS = 2.5  # a crop this many text heights tall is a cell: its tall lines are rules
 # Sizes in text heights.
 SPECK = 0.3  # a component smaller than this both ways, standing alone, is a speck
 MIN_DIGIT = 8  # pixels: a mark less tall than this is never a digit (MNIST's are 20)
@@ -112,14 +124,14 @@ class Field:
 
 def find_field(gray: np.ndarray) -> Field:
     """Grayscale (H, W) in [0, 255] -> the Field of digits written on it."""
-    ink = images.ink(gray)
+    ink = paper_ink(gray)
     try:
         images.check_ink(ink)
     except images.ImageError as e:
         raise SegmentError(str(e)) from None  # as for a blank page: nothing to read
     if ink.max() <= 0:
         raise SegmentError("no digits found (the image is blank)")
-    peak = np.percentile(ink[ink > 0], 99)
+    peak = _writing_peak(ink, ink > 0)
     mask = ink >= INK_LEVEL * peak
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     sure = np.zeros(count + 1, bool)
@@ -134,6 +146,8 @@ def find_field(gray: np.ndarray) -> Field:
     boxes = ndimage.find_objects(labels)
     height = _text_height(labels, count)
     blobs = _blobs(boxes, height)
+    if mask.shape[0] >= CELL_HEIGHTS * height:
+        blobs = _main_line(blobs, boxes, labels)
     if not blobs:
         raise SegmentError("no digits found (only specks and lines)")
     if len(blobs) > MAX_DIGITS:
@@ -143,6 +157,57 @@ def find_field(gray: np.ndarray) -> Field:
         blob_of[np.array(members) + 1] = number + 1
     blob_labels = blob_of[labels]
     return Field(np.where(blob_labels > 0, ink, 0.0), blob_labels, height)
+
+
+def paper_ink(gray: np.ndarray) -> np.ndarray:
+    """How much darker than the paper around it each pixel is (images.ink's map, with
+    a scanner's dark margin painted over as paper and a printed background pattern
+    taken as paper: the local median of a window wider than a stroke)."""
+    gray = np.asarray(gray, np.float32)
+    if np.median(gray) <= 127 and np.percentile(gray, 90) < 128:
+        return images.ink(gray)  # light ink on dark ground: a drawing, not a scan
+    gray = _painted_margins(gray)
+    darkness = 255.0 - gray
+    small = max(1, min(gray.shape) // BACKGROUND_SIDE)
+    coarse = darkness[::small, ::small]
+    paper = ndimage.median_filter(coarse, size=BACKGROUND_WINDOW)
+    paper = np.repeat(np.repeat(paper, small, 0), small, 1)[: gray.shape[0], : gray.shape[1]]
+    ink = (darkness - paper).clip(0, None)
+    if ink.max() < 1.0:
+        return np.zeros_like(ink)
+    peak = _writing_peak(ink, ink >= INK_THRESHOLD * np.percentile(ink, 99.5))
+    return np.where(ink >= INK_THRESHOLD * peak, ink, 0.0)
+
+
+def _writing_peak(ink: np.ndarray, marks: np.ndarray) -> float:
+    """The strong ink of the writing among the marks: not that of ruled lines or of a
+    cell's borders (thicker and darker than a thin pen), unless nothing else is there."""
+    height, width = marks.shape
+    rules = _runs(marks, max(3, width // 2), axis=1) | _runs(marks, max(3, height * 4 // 5), 0)
+    writing = ink[marks & ~rules]
+    return float(np.percentile(writing if writing.size else ink[marks], 99))
+
+
+def _painted_margins(gray: np.ndarray) -> np.ndarray:
+    """The image with the dark bands along its sides (a scanner's margin, the next
+    page's edge) painted the paper's grey, so that they set no ink level."""
+    gray = gray.copy()
+    paper = np.percentile(gray, 90)
+    for axis in (0, 1):
+        dark = np.median(gray, axis=axis) < MARGIN_DARKNESS * paper
+        start = int(np.argmin(dark)) if not dark.all() else len(dark)
+        stop = len(dark) - int(np.argmin(dark[::-1])) if not dark.all() else len(dark)
+        edge = int(MARGIN_EDGE * len(dark)) + 1
+        if start:
+            start += edge
+        if stop < len(dark):
+            stop -= edge
+        index = np.r_[0:start, max(start, stop) : len(dark)]
+        if axis == 0:
+            gray[:, index[index < gray.shape[1]]] = paper
+        else:
+            gray[index[index < gray.shape[0]]] = paper
+    return gray
 
 
 def _without_margins(mask: np.ndarray) -> np.ndarray:
@@ -162,12 +227,18 @@ def _without_margins(mask: np.ndarray) -> np.ndarray:
 
 
 def _without_lines(mask: np.ndarray) -> np.ndarray:
-    """Remove long horizontal lines, and tall vertical ones at the sides, then restore
-    the strokes that crossed them."""
+    """Remove long horizontal lines and tall vertical ones (at the sides; anywhere in a
+    cell much taller than its writing), then restore the strokes that crossed them."""
     height, width = mask.shape
-    across = _runs(mask, max(3, width // 2), axis=1)
-    down = _runs(mask, max(3, int(0.8 * height)), axis=0)
-    down[:, int(EDGE_FRACTION * width) : width - int(EDGE_FRACTION * width)] = False
+    # Long: against the marked part of the image (a cell beside a painted-over margin).
+    marked = [np.flatnonzero(mask.any(axis)) for axis in (1, 0)]
+    tall_side, wide_side = (int(m[-1] - m[0] + 1) if m.size else 0 for m in marked)
+    # A scanned rule is skewed by a pixel or two and broken here and there: thickened
+    # across itself and closed along itself, it is one run.
+    flat = ndimage.binary_closing(ndimage.binary_dilation(mask, np.ones((3, 1))), np.ones((1, 5)))
+    upright = ndimage.binary_closing(ndimage.binary_dilation(mask, np.ones((1, 3))), np.ones((5, 1)))
+    across = _runs(flat, max(3, wide_side // 2), axis=1) & mask
+    down = _runs(upright, max(3, int(0.8 * tall_side)), axis=0) & mask
     lines = across | down
     if not lines.any():
         return mask
@@ -181,6 +252,8 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
     if _runs(across, int(LINE_HEIGHTS * text) + 1, axis=1).any():
         lines |= across
     tall = _runs(down, int(BORDER_HEIGHTS * text) + 1, axis=0)
+    if height < CELL_HEIGHTS * text:  # a tight crop: a 1 may be a tall line inside it
+        tall[:, int(EDGE_FRACTION * width) : width - int(EDGE_FRACTION * width)] = False
     lines |= tall
     if not lines.any():
         return mask
@@ -255,6 +328,31 @@ def _blobs(boxes: list[tuple[slice, slice]], height: float) -> list[list[int]]:
             blobs.append([i])  # a short digit, or a part of a broken one
         # else: a speck, a dash, a tick mark, a mark outside the line of text
     return sorted(blobs, key=lambda b: _span(boxes, b).start)
+
+
+def _main_line(blobs: list[list[int]], boxes, labels: np.ndarray) -> list[list[int]]:
+    """In a cell much taller than its writing: the blobs on the line of the blob with the
+    most ink, leaving out what touches the cell's sides (the remains of its borders) and
+    other lines (a printed caption, a note above the entry)."""
+    height, width = labels.shape
+    inside = [
+        b
+        for b in blobs
+        if (rows := _rows(boxes, b)).start > 0
+        and rows.stop < height
+        and (cols := _span(boxes, b)).start > 0
+        and cols.stop < width
+    ]
+    if not inside:
+        return []
+    areas = ndimage.sum_labels(labels > 0, labels, np.arange(1, len(boxes) + 1))
+    band = _rows(boxes, max(inside, key=lambda b: sum(areas[m] for m in b)))
+    return [
+        b
+        for b in inside
+        if _overlap(rows := _rows(boxes, b), band)
+        >= 0.5 * min(rows.stop - rows.start, band.stop - band.start)
+    ]
 
 
 def _overlap(a: slice, b: slice) -> int:
