@@ -15,12 +15,21 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab import backend, runs
-from mnistlab.config import PredictConfig, TrainConfig, override, preset_config
+from mnistlab.config import (
+    AdaptConfig,
+    PredictConfig,
+    ReadConfig,
+    TrainConfig,
+    override,
+    preset_config,
+)
 from mnistlab.data import Digits, Mnist, load_digits_set, load_mnist
 from mnistlab.errors import UserError
 
 if typing.TYPE_CHECKING:
     from mnistlab.predictor import Prediction
+    from mnistlab.read import Reading
+    from mnistlab.read.adapt import Adapted
     from mnistlab.report import Evaluation
 
 PathLike = str | os.PathLike
@@ -95,6 +104,55 @@ def predict(
             raise ImageError(f"{path}: {answer}") from answer
         answers.append(answer)
     return answers
+
+
+def read(
+    run: runs.Run | PathLike,
+    images: PathLike | list[PathLike],
+    model: str = "final",
+    min_confidence: float | None = None,
+    length: int | None = None,
+) -> list[Reading]:
+    """The number written in each image file (folders: every image in them), read as
+    `mnistlab read` reads them, with the run's reader (an adapted one where `adapt` made
+    the run). An unreadable file, or one with no number found, is an ImageError."""
+    _choose_backend()
+    from mnistlab.images import ImageError, image_files
+    from mnistlab.read import read_paths
+
+    target = str(run.path if isinstance(run, runs.Run) else run)
+    config = ReadConfig(run=target, model=model, min_confidence=min_confidence, length=length)
+    paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    files, _ = image_files(paths)
+    readings = []
+    for path, reading in read_paths(config, files):
+        if isinstance(reading, UserError):
+            raise ImageError(f"{path}: {reading}") from reading
+        readings.append(reading)
+    return readings
+
+
+def adapt(
+    run: runs.Run | PathLike,
+    folder: PathLike,
+    labels: PathLike | None = None,
+    out: PathLike | None = None,
+    **options: typing.Any,
+) -> Adapted:
+    """Fit the run's reader to a folder of labelled images (labels.csv: filename,label) as
+    `mnistlab adapt` does, into `out` (default: runs/<time>-<preset>-adapted); options are
+    AdaptConfig's (epochs=..., hold_out=...). The Adapted's path is a run: pass it to read,
+    evaluate, predict or serve."""
+    _choose_backend()
+    from mnistlab.read.adapt import adapt as adapt_config
+
+    opened = runs.as_run(run if isinstance(run, runs.Run) else Path(run))
+    config = AdaptConfig(
+        run=str(opened.path), folder=str(folder), labels=str(labels) if labels else None, **options
+    )
+    if out is None:
+        out = runs.new_run_dir(runs.DEFAULT_ROOT, f"{opened.preset}-adapted")
+    return adapt_config(config, Path(out))
 
 
 def _choose_backend() -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from mnistlab import backend, output, runs
 from mnistlab.config import (
     PRESETS,
+    AdaptConfig,
     ConfigError,
     EnsembleConfig,
     ExportConfig,
@@ -297,6 +298,24 @@ def _read(config: ReadConfig, args: argparse.Namespace) -> int:
         return reading.as_record(), reading.line(), reading.unsure
 
     return each_file(args, lambda files: read_paths(config, files), describe, "read", "  ")
+
+
+@command("adapt", "fit a run's reader to your own labelled documents", AdaptConfig, options=(
+    arg("--out", type=Path, help=f"the adapted reader's run folder (default: {runs.DEFAULT_ROOT}/"
+        "<YYYYmmdd-HHMMSS>-<preset>-adapted)"),
+))  # fmt: skip
+def _adapt(config: AdaptConfig, args: argparse.Namespace) -> int:
+    """Fine-tune the reader's line models on a folder of labelled images (labels.csv:
+    filename,label), holding out a share of them: print how many of those it read right
+    before and after, and the threshold at which what it accepts is 99% right. Writes a copy
+    of the run with the adapted reader, which read, serve, evaluate and the Python API take
+    like any run. Killed, it resumes when run again with the same options."""
+    run = runs.open_run(Path(config.run))
+    out = args.out or runs.new_run_dir(runs.DEFAULT_ROOT, f"{run.preset}-adapted")
+    from mnistlab.read.adapt import adapt
+
+    output.adapted(adapt(config, out))
+    return 0
 
 
 @command("serve", "serve the drawing page and the JSON API (FastAPI + uvicorn)", ServeConfig)

@@ -476,8 +476,10 @@ class ReadConfig(_Config):
 
     run: str = option(help="run folder")
     model: str = option("final", _MODEL_HELP, choices=MODELS)
-    min_confidence: float = option(
-        0.0, "below this estimated chance that the whole number is right, answer 'unsure'"
+    min_confidence: float | None = option(
+        None,
+        "below this estimated chance that the whole number is right, answer 'unsure' "
+        "(default: the reader's calibrated threshold; 0 accepts every reading)",
     )
     length: int | None = option(None, "the number of digits, when it is known (a ZIP code: 5)")
 
@@ -487,13 +489,42 @@ class ReadConfig(_Config):
             [
                 one_of("model", self.model, MODELS),
                 (
-                    0.0 <= self.min_confidence <= 1.0,
+                    self.min_confidence is None or 0.0 <= self.min_confidence <= 1.0,
                     f"min_confidence must be in [0, 1], got {self.min_confidence}",
                 ),
                 (
                     self.length is None or 1 <= self.length <= MAX_DIGITS,
                     f"length must be in 1..{MAX_DIGITS}, got {self.length}",
                 ),
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class AdaptConfig(_Config):
+    """How `mnistlab adapt` fits a run's reader to labelled documents; saved with it."""
+
+    run: str = option(help="run folder (or a reader adapt wrote, to adapt it further)")
+    folder: str = option(help="folder of the labelled images")
+    labels: str | None = option(
+        None, "CSV with the columns filename,label (default: FOLDER/labels.csv)"
+    )
+    model: str = option("final", _MODEL_HELP, choices=MODELS)
+    hold_out: float = option(
+        0.25,
+        "share of the labelled images kept out of training, to measure on and to set "
+        "the threshold with",
+    )
+    epochs: int = option(30, "passes over the training images")
+    seed: int = option(0, "which images are held out, and the training's order")
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        require(
+            [
+                one_of("model", self.model, MODELS),
+                (0.0 < self.hold_out < 1.0, f"hold_out must be in (0, 1), got {self.hold_out}"),
+                (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             ]
         )
 

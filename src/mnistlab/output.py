@@ -155,6 +155,18 @@ def result_line(metrics: dict, run_dir) -> None:
           f"run={run_dir}")  # fmt: skip
 
 
+def adapted(adapted) -> None:
+    """What `adapt` measured on the labels it held out, and where the reader is."""
+    record = adapted.record
+    before, after = record["before"], record["after"]
+    print(f"held out {record['held_out']} of {record['held_out'] + record['trained_on']} "
+          f"labelled images; read right: before {before['accuracy']:.1%}, "
+          f"after {after['accuracy']:.1%}")  # fmt: skip
+    print(f"min_confidence={record['min_confidence']:.4f}: accepts {after['accepted']:.1%} of "
+          f"them, 99% right (before: {before['accepted']:.1%})")  # fmt: skip
+    print(f"reader={adapted.path}")
+
+
 def print_trial(study, trial) -> None:
     """A finished trial's line, through tqdm, so that the progress bar stays whole."""
     from tqdm import tqdm

@@ -46,6 +46,10 @@ BACKUP = "backup"
 EARLY_STOPPING_STATE = "early_stopping"
 # Locked by the process writing the run; holds its PID.
 LOCK = ".lock"
+# What `mnistlab adapt` adds to a copy of a run: the reader's line models fitted to a
+# user's documents, and reader.json (its record, written last: the reader is done).
+READER = "reader"
+READER_RECORD = "reader.json"
 
 DEFAULT_ROOT = Path("runs")
 # Temporary files are named .<stem>.<pid>-<random>.partial<suffix>; never a result.

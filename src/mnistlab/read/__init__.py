@@ -2,15 +2,26 @@
 that read a whole number (lines), the reader that joins them to a run's classifier
 (reader), and synthetic documents made from MNIST digits (documents)."""
 
-from mnistlab.read.reader import FILES_PER_BATCH, Digit, Reader, Reading, is_unsure, read_paths
+from mnistlab.read.reader import (
+    FILES_PER_BATCH,
+    MIN_CONFIDENCE,
+    Digit,
+    Reader,
+    Reading,
+    is_unsure,
+    read_paths,
+    reader_of,
+)
 from mnistlab.read.segment import SegmentError
 
 __all__ = [
     "FILES_PER_BATCH",
+    "MIN_CONFIDENCE",
     "Digit",
     "Reader",
     "Reading",
     "SegmentError",
     "is_unsure",
     "read_paths",
+    "reader_of",
 ]

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import importlib.resources
 import io
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -23,6 +25,7 @@ from PIL import Image
 from scipy.special import softmax
 
 from mnistlab.read import segment
+from mnistlab.runs import RunError
 
 # Two line models read each line: one trained on numbers of MNIST's training digits as
 # they are, one with those digits distorted in every other chunk (`--augment`). Their
@@ -83,9 +86,25 @@ class LineModel:
     @classmethod
     def load(cls, name: str = WEIGHTS[0]) -> LineModel:
         """Weights that ship with the package."""
-        data = importlib.resources.files(__package__).joinpath(name).read_bytes()
+        return cls.from_bytes(importlib.resources.files(__package__).joinpath(name).read_bytes())
+
+    @classmethod
+    def from_file(cls, path: Path) -> LineModel:
+        """Weights that `adapt` wrote; a RunError when the file is missing or damaged."""
+        try:
+            return cls.from_bytes(Path(path).read_bytes())
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            raise RunError(f"{path}: missing or damaged line model weights ({e})") from None
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LineModel:
         with np.load(io.BytesIO(data)) as weights:
             return cls(dict(weights))
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """As the weights file holds them: w0, b0, w1, ..."""
+        pairs = enumerate(self.layers)
+        return {f"{name}{k}": v for k, (w, b) in pairs for name, v in (("w", w), ("b", b))}
 
     def __call__(self, lines: list[np.ndarray]) -> list[np.ndarray]:
         out: list[np.ndarray] = [np.zeros(0)] * len(lines)

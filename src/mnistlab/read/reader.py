@@ -34,6 +34,9 @@ from mnistlab.read import lines, segment
 
 # Decimal places of the probabilities a Reading reports.
 PLACES = 6
+# What `read` accepts by default: readings at least this sure (see MIN_CONFIDENCE's
+# calibration in docs/read.md); an adapted reader has its own, set on its held-out part.
+MIN_CONFIDENCE = 0.9
 # Files read per model call by read_paths: their digits go in one batch.
 FILES_PER_BATCH = 32
 
@@ -91,9 +94,14 @@ class Reader:
 
     @classmethod
     def from_run(
-        cls, run: runs.Run | Path, which: str = "final", min_confidence: float = 0.0
+        cls, run: runs.Run | Path, which: str = "final", min_confidence: float | None = None
     ) -> Reader:
-        return cls(Predictor.from_run(run, which), min_confidence)
+        """The run's reader: its classifier, and the line models and calibrated threshold
+        that `adapt` wrote into it (those that ship with the package where it wrote none).
+        `min_confidence` None: that threshold."""
+        line_models, threshold = reader_of(run.path if isinstance(run, runs.Run) else run)
+        chosen = threshold if min_confidence is None else min_confidence
+        return cls(Predictor.from_run(run, which), chosen, line_models)
 
     def read(
         self,
@@ -185,6 +193,19 @@ class Reader:
         line = np.prod([lines.string_probability(p, text) for p in posteriors])
         confidence = float(np.prod([d.probability for d in read]) * line ** (1 / len(posteriors)))
         return Reading(text, confidence, is_unsure(confidence, self.min_confidence), read)
+
+
+def reader_of(run_path: str | os.PathLike) -> tuple[list[lines.LineModel], float]:
+    """The line models and the calibrated threshold of a run folder: the ones `adapt`
+    wrote into its reader/ folder, or those that ship with the package."""
+    folder = Path(run_path) / runs.READER
+    if not (folder / runs.READER_RECORD).is_file():
+        return lines.shipped(), MIN_CONFIDENCE
+    record = runs.read_json(folder / runs.READER_RECORD)
+    threshold = record.get("min_confidence") if isinstance(record, dict) else None
+    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise runs.RunError(f"{folder / runs.READER_RECORD}: damaged, no min_confidence in [0, 1]")
+    return [lines.LineModel.from_file(folder / name) for name in lines.WEIGHTS], float(threshold)
 
 
 def is_unsure(confidence: float, min_confidence: float) -> bool:

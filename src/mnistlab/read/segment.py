@@ -46,6 +46,11 @@ CELL_HEIGHTS = 2.5  # a crop this many text heights tall is a cell: its tall lin
 SPECK = 0.3  # a component smaller than this both ways, standing alone, is a speck
 MIN_DIGIT = 8  # pixels: a mark less tall than this is never a digit (MNIST's are 20)
 NEAR = 0.25  # a detached part of a digit is at most this far above or below it
+# A mark less tall than MARK_HEIGHT text heights, off every digit's columns, low on the
+# line (a full stop, a comma) or MARK_WIDTH times wider than tall (a dash, an equals sign)
+# separates or ends the number: it is not read.
+MARK_HEIGHT = 0.5
+MARK_WIDTH = 1.5
 # A blob with no digit of its own joins the nearest digit within this many text heights.
 NEAR_CENTRE = 0.5
 
@@ -235,8 +240,8 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
     tall_side, wide_side = (int(m[-1] - m[0] + 1) if m.size else 0 for m in marked)
     # A scanned rule is skewed by a pixel or two and broken here and there: thickened
     # across itself and closed along itself, it is one run.
-    flat = ndimage.binary_closing(ndimage.binary_dilation(mask, np.ones((3, 1))), np.ones((1, 5)))
-    upright = ndimage.binary_closing(ndimage.binary_dilation(mask, np.ones((1, 3))), np.ones((5, 1)))
+    flat = _thickened(mask, (3, 1), (1, 5))
+    upright = _thickened(mask, (1, 3), (5, 1))
     across = _runs(flat, max(3, wide_side // 2), axis=1) & mask
     down = _runs(upright, max(3, int(0.8 * tall_side)), axis=0) & mask
     lines = across | down
@@ -263,6 +268,10 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
     bridged = ndimage.binary_closing(rest, np.ones((thickness + 2, 1))) & across
     bridged |= ndimage.binary_closing(rest, np.ones((1, thickness + 2))) & tall
     return rest | (bridged & lines)
+
+
+def _thickened(mask: np.ndarray, across: tuple[int, int], along: tuple[int, int]) -> np.ndarray:
+    return ndimage.binary_closing(ndimage.binary_dilation(mask, np.ones(across)), np.ones(along))
 
 
 def _runs(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
@@ -322,11 +331,14 @@ def _blobs(boxes: list[tuple[slice, slice]], height: float) -> list[list[int]]:
         best, owner = max((_overlap(cols, _span(boxes, b)), n) for n, b in enumerate(blobs))
         near = _gap(rows, _rows(boxes, blobs[owner])) <= NEAR * height
         inside = rows.start >= band_top - 0.3 * height and rows.stop <= band_bottom + 0.3 * height
+        low = rows.start > (band_top + band_bottom) / 2  # starts below the line's middle
         if best >= 0.3 * w and near and max(h, w) >= SPECK / 2 * height:
             blobs[owner].append(i)  # a detached part: a 5's top bar, a 4's stroke
+        elif h < MARK_HEIGHT * height and (low or w > MARK_WIDTH * h):
+            pass  # a separator or an end mark: a full stop, a comma, a dash, an equals sign
         elif inside and h >= MIN_DIGIT and max(h, w) >= SPECK * height:
             blobs.append([i])  # a short digit, or a part of a broken one
-        # else: a speck, a dash, a tick mark, a mark outside the line of text
+        # else: a speck, a tick mark, a mark outside the line of text
     return sorted(blobs, key=lambda b: _span(boxes, b).start)
 
 

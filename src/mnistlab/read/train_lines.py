@@ -33,15 +33,20 @@ MAX_LABEL = 8  # documents.number_strings writes at most 8 digits
 MAX_WIDTH = 256  # wider training lines (a few long numbers in large writing) are left out
 
 
-def build():
+def build(folded: bool = False):
+    """The line model in Keras; `folded`: each convolution with its batch normalisation
+    folded in (a bias), as the weights files hold it, for fine-tuning them (adapt)."""
     import keras
     from keras import layers
 
     inputs = keras.Input((HEIGHT, None, 1))
     x = inputs
     for filters, pool in zip(CONV, POOLS, strict=True):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.Activation("relu")(layers.BatchNormalization()(x))
+        if folded:
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        else:
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = layers.Activation("relu")(layers.BatchNormalization()(x))
         x = layers.MaxPooling2D(pool)(x)
     x = layers.Permute((2, 1, 3))(x)  # (frames, rows, channels)
     x = layers.Reshape((-1, HEIGHT // 8 * CONV[-1]))(x)
@@ -71,8 +76,9 @@ def _examples(args: tuple[Path | None, int, int, bool]) -> list[tuple[np.ndarray
     return out
 
 
-def _batches(examples, batch: int, rng: np.random.Generator):
-    """Shuffled batches of lines of one padded width: (x (B, H, W, 1), labels (B, 8))."""
+def _batches(examples, batch: int, rng: np.random.Generator, remainder: bool = False):
+    """Shuffled batches of lines of one padded width: (x (B, H, W, 1), labels (B, 8));
+    with `remainder`, each width's last, smaller batch too (few examples: keep them all)."""
     by_width: dict[int, list] = {}
     for image, text in examples:
         if image.shape[1] <= MAX_WIDTH:
@@ -80,10 +86,11 @@ def _batches(examples, batch: int, rng: np.random.Generator):
     out = []
     for width, group in by_width.items():
         order = rng.permutation(len(group))
-        for start in range(0, len(order) - batch + 1, batch):
-            x = np.zeros((batch, HEIGHT, width, 1), np.float32)
-            y = np.zeros((batch, MAX_LABEL), np.int32)
-            for row, k in enumerate(order[start : start + batch]):
+        for start in range(0, len(order) - (1 if remainder else batch) + 1, batch):
+            members = order[start : start + batch]
+            x = np.zeros((len(members), HEIGHT, width, 1), np.float32)
+            y = np.zeros((len(members), MAX_LABEL), np.int32)
+            for row, k in enumerate(members):
                 image, text = group[k]
                 x[row, :, : image.shape[1], 0] = image / 255.0
                 y[row, : len(text)] = [int(c) + 1 for c in text]

@@ -37,7 +37,7 @@ from mnistlab import images, runs
 from mnistlab.config import MAX_DIGITS, ServeConfig
 from mnistlab.data import IMAGE_SHAPE
 from mnistlab.predictor import Predictor
-from mnistlab.read import Reader, SegmentError, is_unsure
+from mnistlab.read import Reader, SegmentError, is_unsure, reader_of
 from mnistlab.serve.batcher import Batcher
 from mnistlab.serve.limits import CSP, BodyLimit, HeadAsGet, SecurityHeaders
 from mnistlab.serve.schemas import (
@@ -138,7 +138,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         # them all stalls every request for 100 ms or more (serve_load.py's p99).
         gc.freeze()
         app.state.predictor = batcher
-        app.state.reader = Reader(batcher)
+        line_models, threshold = reader_of(config.run)
+        app.state.reader = Reader(batcher, threshold, line_models)
         app.state.metadata = describe(config, predictor)
         yield
         batcher.close()
@@ -228,15 +229,17 @@ def read(
     gray: GrayInput,
     reader: ReaderDep,
     length: Annotated[int | None, Query(ge=1, le=MAX_DIGITS)] = None,
-    min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+    min_confidence: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
 ) -> Response:
-    """The number written in the image: its digits, boxes and probabilities."""
+    """The number written in the image: its digits, boxes and probabilities. Unsure below
+    `min_confidence` (default: the served reader's calibrated threshold)."""
     try:
         reading = reader.read(gray, length)
     except SegmentError as e:
         raise HTTPException(422, str(e)) from None
     record = reading.as_record()
-    record["unsure"] = is_unsure(reading.confidence, min_confidence)
+    threshold = reader.min_confidence if min_confidence is None else min_confidence
+    record["unsure"] = is_unsure(reading.confidence, threshold)
     return Response(json.dumps(record), media_type="application/json")
 
 

@@ -1,0 +1,205 @@
+"""adapt(config, out): a copy of a run whose reader is fitted to a user's own labelled
+documents (a bank's cheques, an archive's registers).
+
+The line models are fine-tuned (CTC, from the run's line weights) on the labelled fields
+as segment.py finds them; the classifier stays as trained on MNIST. A share of the labels
+is held out: the reader is measured on it before and after, and its threshold is set
+there, as the lowest at which the accepted readings are ACCEPTED_RIGHT right. The copy
+is a run like any other (read, serve, evaluate and the Python API take it), with its
+reader in reader/. Each finished epoch is saved, so a killed adaptation resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab import images, progress, runs
+from mnistlab.config import AdaptConfig
+from mnistlab.errors import UserError
+from mnistlab.metrics import coverage_at, risk_coverage
+from mnistlab.predictor import Predictor
+from mnistlab.read import labelled, lines, segment
+from mnistlab.read.reader import Reader, Reading, reader_of
+
+# The threshold makes the accepted held-out readings at least this often right.
+ACCEPTED_RIGHT = 0.99
+BATCH = 16
+LEARNING_RATE = 5e-4
+# The run's files that the copy keeps (not its reports, exports or TensorBoard logs).
+RUN_FILES = (runs.CONFIG, runs.METRICS, runs.HISTORY, runs.FINAL_MODEL, runs.BEST_MODEL)
+ADAPT_CONFIG = "adapt.json"  # in reader/: what is being adapted, for a resume to check
+STATE = "state"  # in reader/: each line model's last finished epoch, while it trains
+
+
+@dataclass(frozen=True)
+class Adapted:
+    """An adapted reader: its run folder and its record (reader.json)."""
+
+    path: Path
+    record: dict[str, typing.Any]
+
+
+def adapt(config: AdaptConfig, out: Path) -> Adapted:
+    """Fit the run's reader to the labelled folder and write it, with a copy of the run,
+    into `out`; resume an adaptation of the same config killed there."""
+    run = runs.open_run(Path(config.run))
+    data = labelled.load(Path(config.folder), Path(config.labels) if config.labels else None)
+    held = max(1, round(config.hold_out * len(data.texts)))
+    if len(data.texts) - held < 1:
+        raise UserError(f"{len(data.texts)} labelled images: too few to hold some out and adapt")
+    order = np.random.default_rng(config.seed).permutation(len(data.texts))
+    test, train = sorted(order[:held]), sorted(order[held:])
+    with progress.step(f"reading {len(data.paths)} labelled images"):
+        decoded = [_decoded(path) for path in data.paths]
+    out = Path(out)
+    start = time.perf_counter()
+    with runs.locked(out, "adapted"):
+        folder = _start(out, run, config)
+        line_models, _ = reader_of(run.path)
+        predictor = Predictor.from_run(run, config.model)
+        examples = _examples([decoded[k] for k in train], [data.texts[k] for k in train])
+        held_out = ([decoded[k] for k in test], [data.texts[k] for k in test])
+        with progress.step(f"reading the {held} held-out images as the run reads them"):
+            before = _measure(Reader(predictor, 0.0, line_models), *held_out)
+        fitted = [
+            _fit(folder, name, model, examples, config)
+            for name, model in zip(lines.WEIGHTS, line_models, strict=True)
+        ]
+        with progress.step("reading them with the adapted reader"):
+            after = _measure(Reader(predictor, 0.0, fitted), *held_out)
+        record = {
+            "config": config.to_dict(),
+            "labels_sha256": _labels_digest(data),
+            "trained_on": len(train),
+            "trained_lines": len(examples),  # those whose ink segment.py found
+            "held_out": held,
+            "before": before,
+            "after": after,
+            "min_confidence": after["threshold"],
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        runs.write_json(folder / runs.READER_RECORD, record)  # last: the reader is done
+        shutil.rmtree(folder / STATE, ignore_errors=True)
+    return Adapted(out, record)
+
+
+def _decoded(path: Path) -> images.Decoded:
+    try:
+        return images.decode(path)
+    except images.ImageError as e:
+        raise UserError(f"{path}: {e}") from None
+
+
+def _start(out: Path, run: runs.Run, config: AdaptConfig) -> Path:
+    """The copy's reader folder: a new copy of the run, or the one a killed adaptation of
+    the same config left (checked)."""
+    folder = out / runs.READER
+    if (folder / runs.READER_RECORD).is_file():
+        raise runs.RunError(f"{out} holds a finished adapted reader; choose another folder")
+    if (folder / ADAPT_CONFIG).is_file():
+        if runs.read_json(folder / ADAPT_CONFIG) != config.to_dict():
+            raise runs.RunError(
+                f"{out} holds an unfinished adaptation with other options; resume it with the "
+                "same options or choose another folder"
+            )
+        return folder
+    if any(p.name != runs.LOCK for p in out.iterdir()):
+        raise runs.RunError(f"{out} exists and is not empty; choose another folder")
+    for name in RUN_FILES:
+        if (run.path / name).is_file():
+            with runs.atomic_path(out / name) as tmp:
+                shutil.copyfile(run.path / name, tmp)
+    folder.mkdir()
+    runs.write_json(folder / ADAPT_CONFIG, config.to_dict())
+    return folder
+
+
+def _examples(decoded: list[images.Decoded], texts: list[str]) -> list[tuple[np.ndarray, str]]:
+    """Line images (uint8) and texts of the fields whose ink segment.py finds."""
+    out = []
+    for image, text in zip(decoded, texts, strict=True):
+        try:
+            field = segment.find_field(image.gray.astype(np.float32))
+        except images.ImageError:
+            continue
+        out.append((np.round(lines.line_image(field).image * 255).astype(np.uint8), text))
+    if not out:
+        raise UserError("no ink found in any training image: nothing to adapt to")
+    return out
+
+
+def _fit(
+    folder: Path,
+    name: str,
+    model: lines.LineModel,
+    examples: list[tuple[np.ndarray, str]],
+    config: AdaptConfig,
+) -> lines.LineModel:
+    """Fine-tune one line model with CTC; its weights file is written at the end, and the
+    Keras model (optimizer too) after each epoch, for a resume."""
+    import keras
+
+    from mnistlab.read import train_lines
+
+    saved = folder / STATE / f"{Path(name).stem}.keras"
+    done_file = folder / STATE / f"{Path(name).stem}.json"
+    done = runs.read_json(done_file)["epochs"] if done_file.is_file() else 0
+    if done and saved.is_file():
+        net = keras.saving.load_model(saved)
+    else:
+        done = 0
+        keras.utils.set_random_seed(config.seed)
+        net = train_lines.build(folded=True)
+        weights = model.weights()
+        layers = [layer for layer in net.layers if layer.weights]
+        for k, layer in enumerate(layers):
+            layer.set_weights([weights[f"w{k}"], weights[f"b{k}"]])
+        steps = -(-len(examples) // BATCH) * config.epochs
+        schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
+        net.compile(keras.optimizers.Adam(schedule), loss=keras.losses.CTC())
+    rng = np.random.default_rng([config.seed, done])
+    (folder / STATE).mkdir(exist_ok=True)
+    with progress.bar(config.epochs, "epoch") as bar:
+        bar.set_description(f"adapting {name}")
+        bar.update(done)
+        for epoch in range(done, config.epochs):
+            for x, y in train_lines._batches(examples, BATCH, rng, remainder=True):
+                net.train_on_batch(x, y)
+            with runs.atomic_path(saved) as tmp:
+                net.save(tmp)
+            runs.write_json(done_file, {"epochs": epoch + 1})
+            bar.update(1)
+    fitted = lines.LineModel(train_lines._folded(net))
+    with runs.atomic_path(folder / name) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **fitted.weights())
+    return fitted
+
+
+def _measure(reader: Reader, decoded: list[images.Decoded], texts: list[str]) -> dict:
+    """Exact readings, and the threshold (with its share accepted) at which the accepted
+    are ACCEPTED_RIGHT right (1.0, accepting none, where no threshold gets there)."""
+    readings = reader.read_many(typing.cast(list, decoded))
+    right = np.array(
+        [isinstance(r, Reading) and r.text == t for r, t in zip(readings, texts, strict=True)]
+    )
+    confidence = np.array([r.confidence if isinstance(r, Reading) else 0.0 for r in readings])
+    row = coverage_at(risk_coverage(right, confidence), ACCEPTED_RIGHT)
+    return {
+        "accuracy": round(float(right.mean()), 4),
+        "threshold": round(row["threshold"], 6) if row else 1.0,
+        "accepted": round(row["coverage"], 4) if row else 0.0,
+    }
+
+
+def _labels_digest(data: labelled.Labelled) -> str:
+    digest = hashlib.sha256()
+    for path, text in zip(data.paths, data.texts, strict=True):
+        digest.update(f"{path.name},{text}\n".encode())
+    return digest.hexdigest()
