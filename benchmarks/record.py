@@ -28,8 +28,9 @@ def machine() -> str:
     return f"{len(os.sched_getaffinity(0))} CPU cores ({cpu}), {memory:.0f} GiB"
 
 
-def write(name: str, tables: list[dict], targets=(), notes=()) -> Path:
-    """tables: [{"title", "columns", "rows"}]; targets: [{"target", "measured", "met"}]."""
+def write(name: str, tables: list[dict], targets=(), notes=(), path: Path | None = None) -> Path:
+    """tables: [{"title", "columns", "rows"}]; targets: [{"target", "measured", "met"}];
+    written to results/<name>.json, or `path`."""
     versions = {"python": platform.python_version()}
     for package in ("mnistlab", "keras", "jax", "numpy"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
@@ -44,8 +45,8 @@ def write(name: str, tables: list[dict], targets=(), notes=()) -> Path:
         "targets": list(targets),
         "notes": list(notes),
     }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = Path(path) if path else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.partial")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(path)

@@ -250,6 +250,11 @@ def _tune(config: TuneConfig, args: argparse.Namespace) -> int:
             "lines, specks, boxes, margins; seeded) through `mnistlab read`'s code"),
         arg("--string-length", type=int, metavar="L",
             help="with --strings: every number L digits long"),
+        arg("--documents", type=Path, metavar="FOLDER",
+            help="instead: read this folder of labelled images of numbers (documents) with "
+            "the run's reader; print how many it reads right and its risk-coverage table"),
+        arg("--labels", type=Path, metavar="CSV",
+            help="with --documents: the labels, filename,label (default: FOLDER/labels.csv)"),
     ),
     arguments=lambda parser: add_fields(parser, PredictConfig, names=("model",)),
 )  # fmt: skip
@@ -261,11 +266,27 @@ def _evaluate(_, args: argparse.Namespace) -> int:
     if args.strings < 0 or (args.string_length is not None and args.string_length < 1):
         raise ConfigError("--strings and --string-length must be positive")
     run = runs.open_run(args.run)
+    if args.documents:
+        return _evaluate_documents(run, args)
     digits = load_digits_set(args.data)
     from mnistlab.report import evaluate_run
 
     evaluation = evaluate_run(run, digits, args.model, args.strings, args.string_length)
     output.evaluation_summary(evaluation, STRICT_ACCURACY)
+    return 0
+
+
+def _evaluate_documents(run: runs.Run, args: argparse.Namespace) -> int:
+    """evaluate --documents: the run's reader on a labelled folder; its record is
+    evaluations/documents-<folder>.json in the run."""
+    from mnistlab.read import Reader, labelled
+    from mnistlab.report import read_documents
+
+    data = labelled.load(args.documents, args.labels, skip_other=True)
+    record = read_documents(Reader.from_run(run, args.model), data)
+    out = run.path / runs.EVALUATIONS / f"documents-{args.documents.resolve().name}.json"
+    runs.write_json(out, {"model": args.model, "documents": str(args.documents), **record})
+    output.documents_summary(record, out)
     return 0
 
 

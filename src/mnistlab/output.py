@@ -119,6 +119,38 @@ def evaluation_summary(evaluation, strict: float) -> None:
     print(f"report: {evaluation.folder / runs.REPORT}")
 
 
+def documents_summary(record: dict, path) -> None:
+    """evaluate --documents: how many read right, what the default threshold accepts, and
+    the risk-coverage table."""
+    left = record["left_out"]
+    print(
+        f"documents: {record['n']}"
+        + (f" ({left} labels that are not numbers left out)" if left else "")
+        + f"; read right {record['accuracy']:.1%}, no number found in {record['no_number']}, "
+        f"{record['strings_per_second']:.0f} images/s"
+    )
+    default, best = record["default"], record["at_99"]
+    print(
+        f"accepted at the reader's threshold {default['threshold']:.6g}: "
+        f"{default['accepted']:.1%}, {_right(default['right'])} right"
+    )
+    if best:
+        print(
+            f"accepted where 99% right: {best['coverage']:.1%} "
+            f"(--min-confidence {best['threshold']:.6g})"
+        )
+    rows = [
+        [f"{r['threshold']:g}", f"{r['accepted']:.1%}", _right(r["right"])]
+        for r in record["risk_coverage"]
+    ]
+    print_table(["min_confidence", "accepted", "right"], rows)
+    print(f"record: {path}")
+
+
+def _right(share: float | None) -> str:
+    return "-" if share is None else f"{share:.1%}"
+
+
 def _share(part: dict) -> str:
     return "-" if part["accuracy"] is None else f"{part['accuracy']:.4f}"
 

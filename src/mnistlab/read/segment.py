@@ -49,8 +49,12 @@ NEAR = 0.25  # a detached part of a digit is at most this far above or below it
 # A mark less tall than MARK_HEIGHT text heights, off every digit's columns, low on the
 # line (a full stop, a comma) or MARK_WIDTH times wider than tall (a dash, an equals sign)
 # separates or ends the number: it is not read.
-MARK_HEIGHT = 0.5
+MARK_HEIGHT = 0.35
 MARK_WIDTH = 1.5
+# In a cell, a mark that touches a side is what is left of its border or the writing of
+# the next cell, unless it is this many text heights wide (a digit joined to a rule that
+# runs to the border).
+ON_RULE = 1.5
 # A blob with no digit of its own joins the nearest digit within this many text heights.
 NEAR_CENTRE = 0.5
 
@@ -175,7 +179,10 @@ def paper_ink(gray: np.ndarray) -> np.ndarray:
     darkness = 255.0 - gray
     small = max(1, min(gray.shape) // BACKGROUND_SIDE)
     coarse = darkness[::small, ::small]
-    paper = ndimage.median_filter(coarse, size=BACKGROUND_WINDOW)
+    # Separable: a median along the rows, then along the columns (15 times faster than
+    # the square window's, and as blind to thin lines).
+    paper = ndimage.median_filter(coarse, size=(1, BACKGROUND_WINDOW))
+    paper = ndimage.median_filter(paper, size=(BACKGROUND_WINDOW, 1))
     paper = np.repeat(np.repeat(paper, small, 0), small, 1)[: gray.shape[0], : gray.shape[1]]
     ink = (darkness - paper).clip(0, None)
     if ink.max() < 1.0:
@@ -239,11 +246,12 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
     marked = [np.flatnonzero(mask.any(axis)) for axis in (1, 0)]
     tall_side, wide_side = (int(m[-1] - m[0] + 1) if m.size else 0 for m in marked)
     # A scanned rule is skewed by a pixel or two and broken here and there: thickened
-    # across itself and closed along itself, it is one run.
+    # across itself and closed along itself, it is one run. A border is at least half the
+    # image tall: a tall 1 in a cell is not one.
     flat = _thickened(mask, (3, 1), (1, 5))
     upright = _thickened(mask, (1, 3), (5, 1))
     across = _runs(flat, max(3, wide_side // 2), axis=1) & mask
-    down = _runs(upright, max(3, int(0.8 * tall_side)), axis=0) & mask
+    down = _runs(upright, max(3, int(0.8 * tall_side), height // 2), axis=0) & mask
     lines = across | down
     if not lines.any():
         return mask
@@ -347,14 +355,14 @@ def _main_line(blobs: list[list[int]], boxes, labels: np.ndarray) -> list[list[i
     most ink, leaving out what touches the cell's sides (the remains of its borders) and
     other lines (a printed caption, a note above the entry)."""
     height, width = labels.shape
-    inside = [
-        b
-        for b in blobs
-        if (rows := _rows(boxes, b)).start > 0
-        and rows.stop < height
-        and (cols := _span(boxes, b)).start > 0
-        and cols.stop < width
-    ]
+
+    def sliver(b: list[int]) -> bool:  # a mark along a side, not as wide as a digit on a rule
+        rows, cols = _rows(boxes, b), _span(boxes, b)
+        touches = rows.start == 0 or rows.stop == height or cols.start == 0 or cols.stop == width
+        return touches and cols.stop - cols.start < ON_RULE * text
+
+    text = _text_height(labels, len(boxes))
+    inside = [b for b in blobs if not sliver(b)]
     if not inside:
         return []
     areas = ndimage.sum_labels(labels > 0, labels, np.arange(1, len(boxes) + 1))

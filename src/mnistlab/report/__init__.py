@@ -14,10 +14,18 @@ if typing.TYPE_CHECKING:
         Evaluation,
         compare_runs,
         evaluate_run,
+        read_documents,
         read_strings,
     )
 
-__all__ = ["STRING_SEED", "Evaluation", "compare_runs", "evaluate_run", "read_strings"]
+__all__ = [
+    "STRING_SEED",
+    "Evaluation",
+    "compare_runs",
+    "evaluate_run",
+    "read_documents",
+    "read_strings",
+]
 
 
 def __getattr__(name: str) -> typing.Any:

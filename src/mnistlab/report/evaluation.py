@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab import progress, runs
+from mnistlab import images, progress, runs
 from mnistlab.data import SKLEARN_DIGITS, Digits, load_digits_set
 from mnistlab.metrics import coverage_at, measure, risk_coverage, string_metrics
 from mnistlab.predictor import Predictor
-from mnistlab.read import FILES_PER_BATCH, Reader, Reading, documents
+from mnistlab.read import FILES_PER_BATCH, Reader, Reading, documents, is_unsure, labelled
 from mnistlab.report import html, model_card, plots
 
 if typing.TYPE_CHECKING:  # matplotlib itself is plots.py's
@@ -22,6 +22,10 @@ if typing.TYPE_CHECKING:  # matplotlib itself is plots.py's
 GRID_SIZE = 25
 REPORT_MISTAKES = 10
 STRING_SEED = 0  # the string benchmark's images are the same for every run
+# The documents' risk-coverage table: what each threshold accepts and how often it is right.
+THRESHOLDS = (0.0, 0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999)
+DOCUMENTS_RIGHT = 0.99  # and the threshold at which the accepted are this often right
+DOCUMENT_MISTAKES = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +139,59 @@ def read_strings(
         seconds,
     )
     return {"seed": seed, "length": length, **record}
+
+
+def read_documents(reader: Reader, data: labelled.Labelled) -> dict[str, typing.Any]:
+    """Labelled documents read as `mnistlab read` reads files (decoding included in the
+    time, FILES_PER_BATCH to a model call): exact readings, what the reader's threshold
+    accepts and how often that is right, and the risk-coverage table at THRESHOLDS."""
+    reader.read_many([np.zeros((28, 28), np.float32)])  # compile the batch shapes: not timed
+    start = time.perf_counter()
+    readings: list[Reading | None] = []
+    with progress.bar(len(data.paths), "image") as bar:
+        for i in range(0, len(data.paths), FILES_PER_BATCH):
+            decoded = []
+            for path in data.paths[i : i + FILES_PER_BATCH]:
+                try:
+                    decoded.append(images.decode(path))
+                except images.ImageError:
+                    decoded.append(np.zeros((28, 28), np.float32))  # blank: no number
+            for r in reader.read_many(decoded):
+                readings.append(r if isinstance(r, Reading) else None)
+            bar.update(len(decoded))
+    seconds = time.perf_counter() - start
+    right = np.array(
+        [r is not None and r.text == t for r, t in zip(readings, data.texts, strict=True)]
+    )
+    confidence = np.array([r.confidence if r else 0.0 for r in readings])
+    table = risk_coverage(right, confidence)
+
+    def accepted(threshold: float) -> dict[str, typing.Any]:
+        taken = np.array(
+            [r is not None and not is_unsure(r.confidence, threshold) for r in readings]
+        )
+        return {
+            "threshold": threshold,
+            "accepted": float(taken.mean()),
+            "right": float(right[taken].mean()) if taken.any() else None,
+        }
+
+    return {
+        "n": len(data.texts),
+        "left_out": data.left_out,
+        "accuracy": float(right.mean()),
+        "no_number": sum(r is None for r in readings),
+        "strings_per_second": len(data.texts) / seconds,
+        "default": accepted(reader.min_confidence),
+        "at_99": coverage_at(table, DOCUMENTS_RIGHT),
+        "risk_coverage": [accepted(t) for t in THRESHOLDS],
+        "mistakes": [
+            {"file": p.name, "label": t, "read": r.text if r else None,
+             "confidence": round(r.confidence, 6) if r else 0.0}
+            for p, t, r in zip(data.paths, data.texts, readings, strict=True)
+            if not (r and r.text == t)
+        ][:DOCUMENT_MISTAKES],
+    }  # fmt: skip
 
 
 def compare_runs(run_dirs: list[runs.Run | Path], digits: Digits) -> tuple[list[dict], str]:
