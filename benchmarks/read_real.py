@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -41,21 +43,26 @@ def subset(data: labelled.Labelled, keep: np.ndarray) -> labelled.Labelled:
 
 
 def tesseract(data: labelled.Labelled) -> dict | None:
-    """Tesseract 5 as a user would try it: one text line, digits only."""
+    """Tesseract 5 as a user would try it: one text line, digits only (a process per
+    image, as many at once as there are cores)."""
     if not shutil.which("tesseract"):
         return None
-    start, right = time.perf_counter(), 0
-    for path, text in zip(data.paths, data.texts, strict=True):
-        said = subprocess.run(
+
+    def said(path: Path) -> str:
+        out = subprocess.run(
             ["tesseract", str(path), "stdout", "--psm", "7", "-c",
              "tessedit_char_whitelist=0123456789"],
             capture_output=True, text=True, check=False,
+            env={**os.environ, "OMP_THREAD_LIMIT": "1"},
         ).stdout  # fmt: skip
-        right += "".join(c for c in said if c.isdigit()) == text
-    return {
-        "accuracy": right / len(data.texts),
-        "per_second": len(data.texts) / (time.perf_counter() - start),
-    }
+        return "".join(c for c in out if c.isdigit())
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+        texts = list(pool.map(said, data.paths))
+    right = sum(a == b for a, b in zip(texts, data.texts, strict=True))
+    seconds = time.perf_counter() - start
+    return {"accuracy": right / len(data.texts), "per_second": len(data.texts) / seconds}
 
 
 def adapted(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab.read import documents
+from mnistlab.read import MIN_CONFIDENCE, documents
 from mnistlab.report.evaluation import STRING_SEED
 
 
@@ -27,7 +27,7 @@ def folder(mnist, tmp_path_factory):
 
 def test_read_prints_a_line_per_file_and_a_summary(cli, default_run, folder):
     root, texts = folder
-    result = cli("read", default_run[0], root)
+    result = cli("read", default_run[0], root, "--min-confidence", "0")
     assert result.returncode == 1  # two files could not be read
     lines = result.stdout.strip().splitlines()
     by_file = {line.split()[0]: line for line in lines[:-1]}
@@ -40,9 +40,20 @@ def test_read_prints_a_line_per_file_and_a_summary(cli, default_run, folder):
     assert lines[-1] == "9 files: 7 read, 0 unsure, 2 failed"
 
 
+def test_read_is_unsure_by_default_below_the_calibrated_threshold(cli, default_run, folder):
+    root, _ = folder
+    result = cli("read", default_run[0], root, "--json")
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    readings = [r for r in records if "text" in r]
+    assert readings and {r["unsure"] for r in readings} == {True, False}
+    for r in readings:
+        assert r["unsure"] == (r["confidence"] < MIN_CONFIDENCE)
+
+
 def test_read_json_gives_digits_boxes_and_confidence(cli, default_run, folder):
     root, _ = folder
-    result = cli("read", default_run[0], root / "form-0.png", root / "single.png", "--json")
+    result = cli("read", default_run[0], root / "form-0.png", root / "single.png", "--json",
+                 "--min-confidence", "0")  # fmt: skip
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["file"] for r in records] == [str(root / "form-0.png"), str(root / "single.png")]

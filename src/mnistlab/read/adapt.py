@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from scipy import ndimage
 
 from mnistlab import images, progress, runs
 from mnistlab.config import AdaptConfig
@@ -34,11 +32,6 @@ from mnistlab.read.reader import Reader, Reading, reader_of
 ACCEPTED_RIGHT = 0.99
 BATCH = 16
 LEARNING_RATE = 3e-3
-# Each epoch sees each training line varied: its width scaled within WIDTHS, moved up or
-# down by up to SHIFT rows, its strokes thickened with probability THICKER.
-WIDTHS = (0.8, 1.25)
-SHIFT = 2
-THICKER = 0.3
 # The run's files that the copy keeps (not its reports, exports or TensorBoard logs).
 RUN_FILES = (runs.CONFIG, runs.METRICS, runs.HISTORY, runs.FINAL_MODEL, runs.BEST_MODEL)
 ADAPT_CONFIG = "adapt.json"  # in reader/: what is being adapted, for a resume to check
@@ -184,8 +177,7 @@ def _fit(
         bar.set_description(f"adapting {name}")
         bar.update(done)
         for epoch in range(done, config.epochs):
-            varied = [(_varied(image, rng), text) for image, text in examples]
-            for x, y in train_lines._batches(varied, BATCH, rng, remainder=True):
+            for x, y in train_lines._batches(examples, BATCH, rng, remainder=True):
                 net.train_on_batch(x, y)
             with runs.atomic_path(saved) as tmp:
                 net.save(tmp)
@@ -195,19 +187,6 @@ def _fit(
     with runs.atomic_path(folder / name) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **fitted.weights())
     return fitted
-
-
-def _varied(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A line image as the same hand might have written it another time: wider or
-    narrower, higher or lower, with a thicker pen (a few hundred fields, each seen as it
-    is every epoch, are learnt by heart: measured, 95% read right of those trained on,
-    73% of those held out)."""
-    width = max(8, round(image.shape[1] * rng.uniform(*WIDTHS)))
-    varied = np.asarray(Image.fromarray(image).resize((width, image.shape[0]), Image.BILINEAR))
-    varied = np.roll(varied, int(rng.integers(-SHIFT, SHIFT + 1)), axis=0)
-    if rng.random() < THICKER:
-        varied = ndimage.grey_dilation(varied, size=(2, 2))
-    return varied
 
 
 def _measure(reader: Reader, decoded: list[images.Decoded], texts: list[str]) -> dict:

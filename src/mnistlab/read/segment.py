@@ -27,11 +27,16 @@ SURE_INK = 0.45
 # the page's shadow).
 MARGIN_DARKNESS = 0.5
 MARGIN_EDGE = 0.06
-# The paper's grey is the median over BACKGROUND_WINDOW pixels of a copy reduced to
-# about BACKGROUND_SIDE pixels on its short side: wider than a stroke, so ink is never
-# taken for paper, while a printed pattern's thin lines are.
+# The paper's grey around a pixel is the PAPER_PERCENTILE-th percentile of darkness over
+# BACKGROUND_WINDOW pixels along its row, then its column, of a copy reduced to about
+# BACKGROUND_SIDE pixels on its short side: the window is wider than a stroke, and the
+# percentile takes a printed pattern's thin lines for paper while a bold pen filling
+# most of a window stays ink. Measured (default run, MNIST test digits on synthetic paper
+# / cheques / register cells): the median over 15 pixels read 38% / 51% / 73%; the 30th
+# percentile over 25, 91% / 59% / 68%; without the paper estimate, 89% / 44% / 9%.
 BACKGROUND_SIDE = 48
-BACKGROUND_WINDOW = 15
+BACKGROUND_WINDOW = 25
+PAPER_PERCENTILE = 30
 INK_THRESHOLD = 0.3  # of the strongest ink: fainter is the paper's pattern or grain
 # A side of the image darker than this fraction of its length is a scanner's margin.
 MARGIN_FILL = 0.85
@@ -133,7 +138,7 @@ class Field:
 
 def find_field(gray: np.ndarray) -> Field:
     """Grayscale (H, W) in [0, 255] -> the Field of digits written on it."""
-    ink = paper_ink(gray)
+    ink, paper_width = paper_ink(gray)
     try:
         images.check_ink(ink)
     except images.ImageError as e:
@@ -148,7 +153,7 @@ def find_field(gray: np.ndarray) -> Field:
     sure[0] = False
     mask = sure[labels]
     mask = _without_margins(mask)
-    mask = _without_lines(mask)
+    mask = _without_lines(mask, paper_width)
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count == 0:
         raise SegmentError("no digits found (only lines or a margin)")
@@ -168,27 +173,27 @@ def find_field(gray: np.ndarray) -> Field:
     return Field(np.where(blob_labels > 0, ink, 0.0), blob_labels, height)
 
 
-def paper_ink(gray: np.ndarray) -> np.ndarray:
+def paper_ink(gray: np.ndarray) -> tuple[np.ndarray, int]:
     """How much darker than the paper around it each pixel is (images.ink's map, with
     a scanner's dark margin painted over as paper and a printed background pattern
-    taken as paper: the local median of a window wider than a stroke)."""
+    taken as paper: a low percentile of darkness around it, over more than a stroke),
+    and the paper's width between the margins."""
     gray = np.asarray(gray, np.float32)
     if np.median(gray) <= 127 and np.percentile(gray, 90) < 128:
-        return images.ink(gray)  # light ink on dark ground: a drawing, not a scan
-    gray = _painted_margins(gray)
+        return images.ink(gray), gray.shape[1]  # light ink on dark ground: a drawing
+    gray, paper_width = _painted_margins(gray)
     darkness = 255.0 - gray
     small = max(1, min(gray.shape) // BACKGROUND_SIDE)
     coarse = darkness[::small, ::small]
-    # Separable: a median along the rows, then along the columns (15 times faster than
-    # the square window's, and as blind to thin lines).
-    paper = ndimage.median_filter(coarse, size=(1, BACKGROUND_WINDOW))
-    paper = ndimage.median_filter(paper, size=(BACKGROUND_WINDOW, 1))
+    # Separable: along the rows, then along the columns (far faster than a square window).
+    paper = ndimage.percentile_filter(coarse, PAPER_PERCENTILE, size=(1, BACKGROUND_WINDOW))
+    paper = ndimage.percentile_filter(paper, PAPER_PERCENTILE, size=(BACKGROUND_WINDOW, 1))
     paper = np.repeat(np.repeat(paper, small, 0), small, 1)[: gray.shape[0], : gray.shape[1]]
     ink = (darkness - paper).clip(0, None)
     if ink.max() < 1.0:
-        return np.zeros_like(ink)
+        return np.zeros_like(ink), paper_width
     peak = _writing_peak(ink, ink >= INK_THRESHOLD * np.percentile(ink, 99.5))
-    return np.where(ink >= INK_THRESHOLD * peak, ink, 0.0)
+    return np.where(ink >= INK_THRESHOLD * peak, ink, 0.0), paper_width
 
 
 def _writing_peak(ink: np.ndarray, marks: np.ndarray) -> float:
@@ -200,9 +205,10 @@ def _writing_peak(ink: np.ndarray, marks: np.ndarray) -> float:
     return float(np.percentile(writing if writing.size else ink[marks], 99))
 
 
-def _painted_margins(gray: np.ndarray) -> np.ndarray:
+def _painted_margins(gray: np.ndarray) -> tuple[np.ndarray, int]:
     """The image with the dark bands along its sides (a scanner's margin, the next
-    page's edge) painted the paper's grey, so that they set no ink level."""
+    page's edge) painted the paper's grey, so that they set no ink level; and the width
+    left between them."""
     gray = gray.copy()
     paper = np.percentile(gray, 90)
     for axis in (0, 1):
@@ -217,9 +223,10 @@ def _painted_margins(gray: np.ndarray) -> np.ndarray:
         index = np.r_[0:start, max(start, stop) : len(dark)]
         if axis == 0:
             gray[:, index[index < gray.shape[1]]] = paper
+            width = max(1, stop - start)
         else:
             gray[index[index < gray.shape[0]]] = paper
-    return gray
+    return gray, width
 
 
 def _without_margins(mask: np.ndarray) -> np.ndarray:
@@ -238,27 +245,27 @@ def _without_margins(mask: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _without_lines(mask: np.ndarray) -> np.ndarray:
+def _without_lines(mask: np.ndarray, paper_width: int) -> np.ndarray:
     """Remove long horizontal lines and tall vertical ones (at the sides; anywhere in a
     cell much taller than its writing), then restore the strokes that crossed them."""
     height, width = mask.shape
-    # Long: against the marked part of the image (a cell beside a painted-over margin).
-    marked = [np.flatnonzero(mask.any(axis)) for axis in (1, 0)]
-    tall_side, wide_side = (int(m[-1] - m[0] + 1) if m.size else 0 for m in marked)
+    # Tall: against the marked rows (a cell's border, its ends painted over as margin).
+    marked = np.flatnonzero(mask.any(1))
+    tall_side = int(marked[-1] - marked[0] + 1) if marked.size else 0
     # A scanned rule is skewed by a pixel or two and broken here and there: thickened
     # across itself and closed along itself, it is one run. A border is at least half the
     # image tall: a tall 1 in a cell is not one.
-    flat = _thickened(mask, (3, 1), (1, 5))
+    flat = _thickened(mask, (3, 1), (1, 3))
     upright = _thickened(mask, (1, 3), (5, 1))
-    across = _runs(flat, max(3, wide_side // 2), axis=1) & mask
+    across = _runs(flat, max(3, paper_width // 2), axis=1) & mask
     down = _runs(upright, max(3, int(0.8 * tall_side), height // 2), axis=0) & mask
     lines = across | down
     if not lines.any():
         return mask
     rest = mask & ~lines
     labels, count = ndimage.label(rest, structure=np.ones((3, 3)))
-    if count == 0:
-        return rest
+    if count == 0:  # nothing but lines: they are the writing (a row of strokes), or nothing
+        return mask
     text = _text_height(labels, count)
     # Confirm: a rule is longer than the text is tall, a border taller than the text.
     lines = np.zeros_like(mask)
