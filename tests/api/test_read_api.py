@@ -40,7 +40,7 @@ def written(mnist):
 
 
 def test_read_returns_the_number_with_boxes(client, written, default_run):
-    reader = Reader(Predictor.from_run(default_run[0]))
+    reader = Reader.from_run(default_run[0])  # the served reader: the same threshold
     right = 0
     for document in written:
         response = client.post("/read", files={"file": ("n.png", png(document.image))})
