@@ -89,21 +89,13 @@ def predict(
     or an array of MNIST-style digits (N, 28, 28). `run` may be an .onnx export too. An
     unreadable file is an ImageError."""
     _choose_backend()
-    from mnistlab.images import ImageError, image_files
     from mnistlab.predictor import predict_paths, predictor_for
 
     target = str(run.path if isinstance(run, runs.Run) else run)
     config = PredictConfig(run=target, model=model, min_confidence=min_confidence)
     if isinstance(images, np.ndarray):
         return predictor_for(config).predict_digits(images, config.min_confidence)
-    paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
-    files, _ = image_files(paths)
-    answers = []
-    for path, answer in predict_paths(config, files):
-        if isinstance(answer, UserError):
-            raise ImageError(f"{path}: {answer}") from answer
-        answers.append(answer)
-    return answers
+    return _answers(images, lambda files: predict_paths(config, files))
 
 
 def read(
@@ -117,19 +109,11 @@ def read(
     `mnistlab read` reads them, with the run's reader (an adapted one where `adapt` made
     the run). An unreadable file, or one with no number found, is an ImageError."""
     _choose_backend()
-    from mnistlab.images import ImageError, image_files
     from mnistlab.read import read_paths
 
     target = str(run.path if isinstance(run, runs.Run) else run)
     config = ReadConfig(run=target, model=model, min_confidence=min_confidence, length=length)
-    paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
-    files, _ = image_files(paths)
-    readings = []
-    for path, reading in read_paths(config, files):
-        if isinstance(reading, UserError):
-            raise ImageError(f"{path}: {reading}") from reading
-        readings.append(reading)
-    return readings
+    return _answers(images, lambda files: read_paths(config, files))
 
 
 def adapt(
@@ -153,6 +137,21 @@ def adapt(
     if out is None:
         out = runs.new_run_dir(runs.DEFAULT_ROOT, f"{opened.preset}-adapted")
     return adapt_config(config, Path(out))
+
+
+def _answers(images: PathLike | list[PathLike], answer_all) -> list:
+    """Each image file's answer (folders: every image in them), in order; the first file
+    that cannot be answered is an ImageError naming it."""
+    from mnistlab.images import ImageError, image_files
+
+    paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    files, _ = image_files(paths)
+    answers = []
+    for path, answer in answer_all(files):
+        if isinstance(answer, UserError):
+            raise ImageError(f"{path}: {answer}") from answer
+        answers.append(answer)
+    return answers
 
 
 def _choose_backend() -> None:

@@ -35,10 +35,10 @@ from mnistlab.read import lines, segment
 # Decimal places of the probabilities a Reading reports.
 PLACES = 6
 # What `read` accepts by default: readings at least this sure. Real paper makes the
-# reader surer than it is right (at 0.9, 91% of the accepted cheque amounts and 94% of
-# the register cells are right); at 0.999, 100% and 98% (docs/commands/read.md). An
+# reader surer than it is right (at 0.999, 91% of the accepted cheque amounts and 98% of
+# the register cells are right); at 0.9998, 100% and 97.9% (docs/commands/read.md). An
 # adapted reader has its own threshold, set on the labels it held out.
-MIN_CONFIDENCE = 0.999
+MIN_CONFIDENCE = 0.9998
 # Files read per model call by read_paths: their digits go in one batch.
 FILES_PER_BATCH = 32
 

@@ -1,0 +1,93 @@
+"""Labelled folders (filename,label), what adapt and evaluate --documents read, and the
+reader folder an adapted run carries."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistlab import runs
+from mnistlab.config import AdaptConfig, ConfigError
+from mnistlab.errors import UserError
+from mnistlab.read import MIN_CONFIDENCE, labelled, lines, reader_of
+
+
+@pytest.fixture
+def folder(tmp_path):
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(np.full((20, 40), 200, np.uint8)).save(tmp_path / name)
+    return tmp_path
+
+
+def write(folder, text: str):
+    (folder / "labels.csv").write_text(text)
+    return folder / "labels.csv"
+
+
+def test_a_labels_file_gives_paths_and_texts_in_its_order(folder):
+    write(folder, "filename,label\nb.png,0042\na.png, 7 \n")
+    data = labelled.load(folder)
+    assert data.paths == [folder / "b.png", folder / "a.png"]
+    assert data.texts == ["0042", "7"] and data.left_out == 0
+
+
+def test_labels_that_are_not_numbers_are_refused_or_left_out(folder):
+    write(folder, "filename,label\na.png,4a\nb.png,12\nc.png,\n")
+    with pytest.raises(UserError, match=r"line 2: the label '4a' is not a number"):
+        labelled.load(folder)
+    data = labelled.load(folder, skip_other=True)
+    assert data.texts == ["12"] and data.left_out == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "no labels"),
+        ("name,text\na.png,1\n", "must name the columns 'filename' and 'label'"),
+        ("filename,label\nzzz.png,1\n", "line 2: 'zzz.png': no such file"),
+        ("filename,label\nlabels.csv,1\n", "'labels.csv': not an image file"),
+        ("filename,label\na.png," + "1" * 65 + "\n", "not a number of 1 to 64 digits"),
+        ("filename,label\n\xff\xfe,1\n", None),
+    ],
+    ids=["empty", "header", "missing-image", "not-an-image", "too-long", "odd-bytes"],
+)
+def test_a_bad_labels_file_is_one_user_error(folder, text, message):
+    path = folder / "labels.csv"
+    if message is None:
+        path.write_bytes(b"filename,label\n\xff\xfe,1\n")  # not UTF-8
+        message = "cannot read the labels file"
+    else:
+        path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        labelled.load(folder)
+
+
+def test_a_missing_folder_or_labels_file(folder):
+    with pytest.raises(UserError, match="not a folder"):
+        labelled.load(folder / "nope")
+    with pytest.raises(UserError, match="cannot read the labels file"):
+        labelled.load(folder, folder / "other.csv")
+
+
+def test_adapt_config_checks_its_fields():
+    with pytest.raises(ConfigError, match="hold_out must be in"):
+        AdaptConfig(run="r", folder="f", hold_out=1.0)
+    with pytest.raises(ConfigError, match="epochs must be >= 1"):
+        AdaptConfig(run="r", folder="f", epochs=0)
+
+
+def test_a_run_without_a_reader_has_the_shipped_one(tmp_path):
+    models, threshold = reader_of(tmp_path)
+    assert threshold == MIN_CONFIDENCE and len(models) == len(lines.WEIGHTS)
+
+
+def test_a_damaged_reader_folder_is_a_run_error(tmp_path):
+    folder = tmp_path / runs.READER
+    folder.mkdir()
+    (folder / runs.READER_RECORD).write_text(json.dumps({"min_confidence": 3}))
+    with pytest.raises(runs.RunError, match="no min_confidence in"):
+        reader_of(tmp_path)
+    (folder / runs.READER_RECORD).write_text(json.dumps({"min_confidence": 0.5}))
+    with pytest.raises(runs.RunError, match="missing or damaged line model weights"):
+        reader_of(tmp_path)
