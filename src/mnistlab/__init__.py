@@ -8,7 +8,7 @@ The functions load on first use (from mnistlab.api), so importing the package lo
 neither Keras nor anything else heavy.
 """
 
-API = ("train", "open_run", "evaluate", "predict", "read", "adapt")
+API = ("train", "open_run", "evaluate", "predict", "read_numbers", "adapt")
 __all__ = ["__version__", *API]
 
 

@@ -98,7 +98,7 @@ def predict(
     return _answers(images, lambda files: predict_paths(config, files))
 
 
-def read(
+def read_numbers(
     run: runs.Run | PathLike,
     images: PathLike | list[PathLike],
     model: str = "final",
