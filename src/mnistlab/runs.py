@@ -50,6 +50,7 @@ LOCK = ".lock"
 # user's documents, and reader.json (its record, written last: the reader is done).
 READER = "reader"
 READER_RECORD = "reader.json"
+ADAPT_CONFIG = "adapt.json"  # in reader/, first: what is being adapted, for a resume
 
 DEFAULT_ROOT = Path("runs")
 # Temporary files are named .<stem>.<pid>-<random>.partial<suffix>; never a result.

@@ -136,6 +136,9 @@ def test_adapt_killed_resumes_from_its_last_epoch(default_run, cheques, tmp_path
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (out / "reader" / "reader.json").exists()
+    refused = subprocess.run([sys.executable, "-m", "mnistlab", "read", str(out),
+                              str(cheques.paths[0])], capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2 and "unfinished adaptation" in refused.stderr
     again = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr
     record = json.loads((out / "reader" / "reader.json").read_text())

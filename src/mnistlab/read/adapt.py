@@ -34,7 +34,7 @@ BATCH = 16
 LEARNING_RATE = 3e-3
 # The run's files that the copy keeps (not its reports, exports or TensorBoard logs).
 RUN_FILES = (runs.CONFIG, runs.METRICS, runs.HISTORY, runs.FINAL_MODEL, runs.BEST_MODEL)
-ADAPT_CONFIG = "adapt.json"  # in reader/: what is being adapted, for a resume to check
+
 STATE = "state"  # in reader/: each line model's last finished epoch, while it trains
 
 
@@ -101,25 +101,25 @@ def _decoded(path: Path) -> images.Decoded:
 
 def _start(out: Path, run: runs.Run, config: AdaptConfig) -> Path:
     """The copy's reader folder: a new copy of the run, or the one a killed adaptation of
-    the same config left (checked)."""
+    the same config left (checked, and its copy completed)."""
     folder = out / runs.READER
     if (folder / runs.READER_RECORD).is_file():
         raise runs.RunError(f"{out} holds a finished adapted reader; choose another folder")
-    if (folder / ADAPT_CONFIG).is_file():
-        if runs.read_json(folder / ADAPT_CONFIG) != config.to_dict():
+    if (folder / runs.ADAPT_CONFIG).is_file():
+        if runs.read_json(folder / runs.ADAPT_CONFIG) != config.to_dict():
             raise runs.RunError(
                 f"{out} holds an unfinished adaptation with other options; resume it with the "
                 "same options or choose another folder"
             )
-        return folder
-    if any(p.name != runs.LOCK for p in out.iterdir()):
+    elif any(p.name != runs.LOCK for p in out.iterdir()):
         raise runs.RunError(f"{out} exists and is not empty; choose another folder")
+    else:
+        folder.mkdir()
+        runs.write_json(folder / runs.ADAPT_CONFIG, config.to_dict())  # first: a kill resumes
     for name in RUN_FILES:
-        if (run.path / name).is_file():
+        if (run.path / name).is_file() and not (out / name).is_file():
             with runs.atomic_path(out / name) as tmp:
                 shutil.copyfile(run.path / name, tmp)
-    folder.mkdir()
-    runs.write_json(folder / ADAPT_CONFIG, config.to_dict())
     return folder
 
 

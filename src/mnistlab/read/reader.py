@@ -202,6 +202,10 @@ def reader_of(run_path: str | os.PathLike) -> tuple[list[lines.LineModel], float
     wrote into its reader/ folder, or those that ship with the package."""
     folder = Path(run_path) / runs.READER
     if not (folder / runs.READER_RECORD).is_file():
+        if (folder / runs.ADAPT_CONFIG).is_file():
+            raise runs.RunError(
+                f"{run_path}: unfinished adaptation; run mnistlab adapt again to finish it"
+            )
         return lines.shipped(), MIN_CONFIDENCE
     record = runs.read_json(folder / runs.READER_RECORD)
     threshold = record.get("min_confidence") if isinstance(record, dict) else None

@@ -21,6 +21,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from mnistlab.config import ServeConfig
 from mnistlab.errors import UserError
 from mnistlab.predictor import Predictor
+from mnistlab.read import reader_of
 from mnistlab.serve.app import create_app, describe
 from mnistlab.serve.limits import HEAD_LIMIT_DETAIL, LINGER_SECONDS, MAX_HEADER_BYTES, MAX_HEADERS
 
@@ -35,6 +36,7 @@ def serve(config: ServeConfig) -> None:
 
     # Fail here, in one line, rather than with a traceback in each worker's start-up.
     describe(config, Predictor.load(Path(config.run), config.model, config.engine))
+    reader_of(config.run)  # an unfinished or damaged adapted reader, likewise
     _check_free(config.host, config.port)
     os.environ[CONFIG_ENV] = json.dumps(config.to_dict())  # read by each worker's app factory
     threading.Thread(target=_announce, args=(config,), daemon=True).start()
