@@ -153,6 +153,20 @@ def test_a_dark_scanner_margin_is_cut_away(mnist):
     assert field.labels.max() == 2 and read(field)[0] == "27"
 
 
+@pytest.mark.parametrize("nth", [0, 1, 2])
+def test_a_bold_digit_on_a_rule_stays_whole(mnist, nth):
+    """The middle of a bold stroke is ink, not paper, and its stem is not a border."""
+    bold = {label: ndimage.grey_dilation(digit(mnist, label, nth), size=(5, 5)) for label in (8, 9)}
+    for label, glyph in bold.items():
+        placed = [(digit(mnist, 4), 30), (glyph, 90), (digit(mnist, 3), 170)]
+        ink = paper(*placed)[12:88]  # a tight crop: under twice the text's height
+        ink[60:63, 10:250] = 1.0
+        field = segment.find_field(scan(ink))
+        region = field.ink[TOP - 12 :, 90 : 90 + glyph.shape[1]][: glyph.shape[0]]
+        assert (region > 0).sum() >= 0.97 * (glyph > 0.3).sum()
+        assert read(field)[0] == f"4{label}3"
+
+
 @pytest.mark.parametrize(
     ("ink", "message"),
     [(np.zeros((60, 200)), "blank"), (None, "not a number")],
