@@ -9,6 +9,7 @@ from mnistlab.read.reader import (
     Reader,
     Reading,
     is_unsure,
+    judged,
     read_paths,
     reader_of,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "Reading",
     "SegmentError",
     "is_unsure",
+    "judged",
     "read_paths",
     "reader_of",
 ]

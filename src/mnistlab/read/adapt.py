@@ -25,8 +25,8 @@ from mnistlab.config import AdaptConfig
 from mnistlab.errors import UserError
 from mnistlab.metrics import coverage_at, risk_coverage
 from mnistlab.predictor import Predictor
-from mnistlab.read import labelled, lines, segment
-from mnistlab.read.reader import Reader, Reading, reader_of
+from mnistlab.read import labelled, lines
+from mnistlab.read.reader import Reader, judged, reader_of
 
 # The threshold makes the accepted held-out readings at least this often right.
 ACCEPTED_RIGHT = 0.99
@@ -125,13 +125,11 @@ def _start(out: Path, run: runs.Run, config: AdaptConfig) -> Path:
 
 def _examples(decoded: list[images.Decoded], texts: list[str]) -> list[tuple[np.ndarray, str]]:
     """Line images (uint8) and texts of the fields whose ink segment.py finds."""
-    out = []
-    for image, text in zip(decoded, texts, strict=True):
-        try:
-            field = segment.find_field(image.gray.astype(np.float32))
-        except images.ImageError:
-            continue
-        out.append((np.round(lines.line_image(field).image * 255).astype(np.uint8), text))
+    out = [
+        (line, text)
+        for image, text in zip(decoded, texts, strict=True)
+        if (line := lines.training_line(image.gray)) is not None
+    ]
     if not out:
         raise UserError("no ink found in any training image: nothing to adapt to")
     return out
@@ -192,11 +190,7 @@ def _fit(
 def _measure(reader: Reader, decoded: list[images.Decoded], texts: list[str]) -> dict:
     """Exact readings, and the threshold (with its share accepted) at which the accepted
     are ACCEPTED_RIGHT right (1.0, accepting none, where no threshold gets there)."""
-    readings = reader.read_many(typing.cast(list, decoded))
-    right = np.array(
-        [isinstance(r, Reading) and r.text == t for r, t in zip(readings, texts, strict=True)]
-    )
-    confidence = np.array([r.confidence if isinstance(r, Reading) else 0.0 for r in readings])
+    right, confidence = judged(reader.read_many(list(decoded)), texts)
     row = coverage_at(risk_coverage(right, confidence), ACCEPTED_RIGHT)
     return {
         "accuracy": round(float(right.mean()), 4),

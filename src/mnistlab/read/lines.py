@@ -76,6 +76,16 @@ def line_image(field: segment.Field) -> Line:
     return Line(np.round(image * 255) / 255, int(cols[0]), scale)
 
 
+def training_line(gray: np.ndarray) -> np.ndarray | None:
+    """A written number (H, W) -> its line image as the line models train on it (uint8);
+    None where segment finds no ink to read."""
+    try:
+        field = segment.find_field(np.asarray(gray, np.float32))
+    except segment.SegmentError:
+        return None
+    return np.round(line_image(field).image * 255).astype(np.uint8)
+
+
 class LineModel:
     """Line images -> per-frame class probabilities (frames, 11), blank first."""
 

@@ -39,7 +39,7 @@ PLACES = 6
 # the register cells are right); at 0.9998, 100% and 97.9% (docs/commands/read.md). An
 # adapted reader has its own threshold, set on the labels it held out.
 MIN_CONFIDENCE = 0.9998
-# Files read per model call by read_paths: their digits go in one batch.
+# Files read per model call by Reader.read_files: their digits go in one batch.
 FILES_PER_BATCH = 32
 
 # A digit as segmented: its crop, box, wholeness and the line model's probabilities.
@@ -131,6 +131,24 @@ class Reader:
             _in_file_pixels(r, g) if isinstance(g, images.Decoded) and g.factor > 1 else r
             for r, g in zip(readings, grays, strict=True)
         ]
+
+    def read_files(
+        self, paths: list[Path], length: int | None = None
+    ) -> Iterator[tuple[Path, Reading | UserError]]:
+        """Each image file -> its Reading or the error that kept it from one, in order,
+        FILES_PER_BATCH files to a model call."""
+        for start in range(0, len(paths), FILES_PER_BATCH):
+            chunk = paths[start : start + FILES_PER_BATCH]
+            decoded: list[np.ndarray | images.Decoded] = []
+            errors: dict[Path, UserError] = {}
+            for path in chunk:
+                try:
+                    decoded.append(images.decode(path))
+                except images.ImageError as e:
+                    errors[path] = e
+            readings = iter(self.read_many(decoded, length))
+            for path in chunk:
+                yield path, errors.get(path) or next(readings)
 
     def _read_grays(self, grays: list[np.ndarray], length: int | None) -> list[Reading | UserError]:
         found: list[tuple[segment.Field, lines.Line] | UserError] = []
@@ -245,18 +263,16 @@ def _digits(
 
 
 def read_paths(config: ReadConfig, files: list[Path]) -> Iterator[tuple[Path, Reading | UserError]]:
-    """Each image file -> its Reading or its error, in order, FILES_PER_BATCH files to a
-    model call."""
+    """Each image file -> its Reading or its error, in order."""
     reader = Reader.from_run(Path(config.run), config.model, config.min_confidence)
-    for start in range(0, len(files), FILES_PER_BATCH):
-        chunk = files[start : start + FILES_PER_BATCH]
-        grays: list[images.Decoded] = []
-        errors: dict[Path, UserError] = {}
-        for path in chunk:
-            try:
-                grays.append(images.decode(path))
-            except images.ImageError as e:
-                errors[path] = e
-        readings = iter(reader.read_many(grays, config.length))
-        for path in chunk:
-            yield path, errors.get(path) or next(readings)
+    return reader.read_files(files, config.length)
+
+
+def judged(
+    readings: list[Reading | UserError | None], texts: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each reading is its text, and its confidence (0 where none was read): what a
+    risk-coverage table is made of."""
+    right = [isinstance(r, Reading) and r.text == t for r, t in zip(readings, texts, strict=True)]
+    confidence = [r.confidence if isinstance(r, Reading) else 0.0 for r in readings]
+    return np.array(right, bool), np.array(confidence)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab.read import segment
 from mnistlab.read.lines import (
     CONTEXT,
     CONV,
@@ -20,8 +19,8 @@ from mnistlab.read.lines import (
     LineModel,
     decode,
     digit_probabilities,
-    line_image,
     padded_width,
+    training_line,
 )
 
 # Training: numbers written with MNIST's training digits, in chunks of CHUNK strings.
@@ -66,14 +65,11 @@ def _examples(args: tuple[Path | None, int, int, bool]) -> list[tuple[np.ndarray
     data, seed, n, distort = args
     mnist = load_mnist(data)
     x = augment.preview(mnist.x_train, seed) if distort and seed % 2 else mnist.x_train
-    out = []
-    for document in documents.number_strings(x, mnist.y_train, n, seed):
-        try:
-            field = segment.find_field(document.image.astype(np.float32))
-        except segment.SegmentError:
-            continue
-        out.append((np.round(line_image(field).image * 255).astype(np.uint8), document.text))
-    return out
+    return [
+        (line, document.text)
+        for document in documents.number_strings(x, mnist.y_train, n, seed)
+        if (line := training_line(document.image)) is not None
+    ]
 
 
 def _batches(examples, batch: int, rng: np.random.Generator, remainder: bool = False):

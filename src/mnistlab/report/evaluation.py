@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab import images, progress, runs
+from mnistlab import progress, runs
 from mnistlab.data import SKLEARN_DIGITS, Digits, load_digits_set
 from mnistlab.metrics import coverage_at, measure, risk_coverage, string_metrics
 from mnistlab.predictor import Predictor
-from mnistlab.read import FILES_PER_BATCH, Reader, Reading, documents, is_unsure, labelled
+from mnistlab.read import FILES_PER_BATCH, Reader, Reading, documents, is_unsure, judged, labelled
 from mnistlab.report import html, model_card, plots
 
 if typing.TYPE_CHECKING:  # matplotlib itself is plots.py's
@@ -149,21 +149,11 @@ def read_documents(reader: Reader, data: labelled.Labelled) -> dict[str, typing.
     start = time.perf_counter()
     readings: list[Reading | None] = []
     with progress.bar(len(data.paths), "image") as bar:
-        for i in range(0, len(data.paths), FILES_PER_BATCH):
-            decoded = []
-            for path in data.paths[i : i + FILES_PER_BATCH]:
-                try:
-                    decoded.append(images.decode(path))
-                except images.ImageError:
-                    decoded.append(np.zeros((28, 28), np.float32))  # blank: no number
-            for r in reader.read_many(decoded):
-                readings.append(r if isinstance(r, Reading) else None)
-            bar.update(len(decoded))
+        for _, r in reader.read_files(data.paths):
+            readings.append(r if isinstance(r, Reading) else None)
+            bar.update(1)
     seconds = time.perf_counter() - start
-    right = np.array(
-        [r is not None and r.text == t for r, t in zip(readings, data.texts, strict=True)]
-    )
-    confidence = np.array([r.confidence if r else 0.0 for r in readings])
+    right, confidence = judged(readings, data.texts)
     table = risk_coverage(right, confidence)
 
     def accepted(threshold: float) -> dict[str, typing.Any]:
