@@ -285,6 +285,7 @@ def _evaluate_documents(run: runs.Run, args: argparse.Namespace) -> int:
     data = labelled.load(args.documents, args.labels, skip_other=True)
     record = read_documents(Reader.from_run(run, args.model), data)
     out = run.path / runs.EVALUATIONS / f"documents-{args.documents.resolve().name}.json"
+    out.parent.mkdir(exist_ok=True)
     runs.write_json(out, {"model": args.model, "documents": str(args.documents), **record})
     output.documents_summary(record, out)
     return 0
