@@ -35,8 +35,8 @@ from mnistlab.read import lines, segment
 # Decimal places of the probabilities a Reading reports.
 PLACES = 6
 # What `read` accepts by default: readings at least this sure. Real paper makes the
-# reader surer than it is right (at 0.999, 91% of the accepted cheque amounts and 98% of
-# the register cells are right); at 0.9998, 100% and 97.9% (docs/commands/read.md). An
+# reader surer than it is right (at 0.999, 91.7% of the accepted cheque amounts and 98.9%
+# of the register cells are right); at 0.9998, 100% and 98.8% (docs/commands/read.md). An
 # adapted reader has its own threshold, set on the labels it held out.
 MIN_CONFIDENCE = 0.9998
 # Files read per model call by Reader.read_files: their digits go in one batch.
