@@ -41,7 +41,7 @@ def mnist():
     return load_mnist()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli():
     """Run `python -m mnistlab ARGS` in a fresh process, as a user would."""
 

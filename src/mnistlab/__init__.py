@@ -8,7 +8,10 @@ The functions load on first use (from mnistlab.api), so importing the package lo
 neither Keras nor anything else heavy.
 """
 
-API = ("train", "open_run", "evaluate", "predict", "read_numbers", "adapt")
+API = (
+    "train", "open_run", "evaluate", "predict", "read_numbers", "adapt", "read_dataset",
+    "predict_dataset",
+)  # fmt: skip
 __all__ = ["__version__", *API]
 
 

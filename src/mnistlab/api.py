@@ -91,8 +91,7 @@ def predict(
     _choose_backend()
     from mnistlab.predictor import predict_paths, predictor_for
 
-    target = str(run.path if isinstance(run, runs.Run) else run)
-    config = PredictConfig(run=target, model=model, min_confidence=min_confidence)
+    config = PredictConfig(run=_target(run), model=model, min_confidence=min_confidence)
     if isinstance(images, np.ndarray):
         return predictor_for(config).predict_digits(images, config.min_confidence)
     return _answers(images, lambda files: predict_paths(config, files))
@@ -111,9 +110,46 @@ def read_numbers(
     _choose_backend()
     from mnistlab.read import read_paths
 
-    target = str(run.path if isinstance(run, runs.Run) else run)
-    config = ReadConfig(run=target, model=model, min_confidence=min_confidence, length=length)
+    config = ReadConfig(run=_target(run), model=model, min_confidence=min_confidence, length=length)
     return _answers(images, lambda files: read_paths(config, files))
+
+
+def read_dataset(
+    dataset,
+    run: runs.Run | PathLike,
+    model: str = "final",
+    min_confidence: float | None = None,
+    length: int | None = None,
+    actors: int = 1,
+):
+    """A Ray Dataset of images (rows with "path", as ray.data.from_items makes them, or
+    with "bytes" too, as ray.data.read_binary_files(..., include_paths=True) does) ->
+    the lazy Dataset of their readings, by `actors` Ray actors that load the reader once:
+    columns path, text, confidence, unsure, error (None, or why the image has no
+    reading), line and record (`mnistlab read --json`'s JSON). Write it with any Ray
+    writer (write_parquet, write_json). Needs pip install 'mnistlab[ray]'."""
+    from mnistlab import cluster
+    from mnistlab.read import job
+
+    config = ReadConfig(run=_target(run), model=model, min_confidence=min_confidence, length=length)
+    return cluster.answer_dataset(dataset, job(config), actors)
+
+
+def predict_dataset(
+    dataset, run: runs.Run | PathLike, model: str = "final", min_confidence: float = 0.0,
+    actors: int = 1,
+):  # fmt: skip
+    """As read_dataset, for one digit an image (`mnistlab predict`): columns path, digit
+    (None: unsure), probability, unsure, error, line and record."""
+    from mnistlab import cluster
+    from mnistlab.predictor import job
+
+    config = PredictConfig(run=_target(run), model=model, min_confidence=min_confidence)
+    return cluster.answer_dataset(dataset, job(config), actors)
+
+
+def _target(run: runs.Run | PathLike) -> str:
+    return str(run.path if isinstance(run, runs.Run) else run)
 
 
 def adapt(

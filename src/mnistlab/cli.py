@@ -167,7 +167,22 @@ def quiet(help: str = "no progress bar or per-epoch lines") -> tuple:
 IMAGES = (
     arg("images", type=Path, nargs="+", metavar="IMAGE", help="image files or folders"),
     arg("--json", action="store_true", help="one JSON object per line and file"),
-)
+    arg("--jobs", type=lambda text: _positive("--jobs", text), metavar="N",
+        help="worker processes, each with the model loaded once (default: the usable "
+        "cores); with --ray, actors (default: one per CPU of the cluster)"),
+    arg("--out", type=Path, metavar="FILE",
+        help="write a JSON record per file into FILE (JSON lines) instead of printing it; "
+        "the same command run again skips the files FILE has, so a killed run resumes"),
+    arg("--ray", nargs="?", const="", metavar="ADDRESS",
+        help="read on a Ray cluster (default: the one this machine runs, else a new local "
+        "one); needs pip install 'mnistlab[ray]'"),
+)  # fmt: skip
+
+
+def _positive(flag: str, text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{flag} takes a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def _verbosity(args: argparse.Namespace) -> int:
@@ -298,12 +313,9 @@ def _predict(config: PredictConfig, args: argparse.Namespace) -> int:
     on light paper or light on dark). Each image is preprocessed as MNIST was made: inverted
     to white on black, background removed, cropped, fitted into 20x20 and centred by centre
     of mass in 28x28. A folder means every image in it."""
-    from mnistlab.predictor import predict_paths
+    from mnistlab.predictor import job
 
-    def describe(answer):
-        return answer.as_record(config.top_k), answer.line(config.top_k), answer.digit is None
-
-    return each_file(args, lambda files: predict_paths(config, files), describe, "predicted", ": ")
+    return each_file(args, job(config), "predicted", ": ")
 
 
 @command("read", "read whole numbers (several digits on a line) in image files", ReadConfig,
@@ -314,12 +326,9 @@ def _read(config: ReadConfig, args: argparse.Namespace) -> int:
     left out), split where they touch, and read with the run's model. One line per file: the
     digits, and the estimated chance that all of them are right. A folder means every image
     in it."""
-    from mnistlab.read import read_paths
+    from mnistlab.read import job
 
-    def describe(reading):
-        return reading.as_record(), reading.line(), reading.unsure
-
-    return each_file(args, lambda files: read_paths(config, files), describe, "read", "  ")
+    return each_file(args, job(config), "read", "  ")
 
 
 @command("adapt", "fit a run's reader to your own labelled documents", AdaptConfig, options=(

@@ -3,43 +3,76 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import time
 
-from mnistlab import progress, runs
+from mnistlab import bulk, progress, runs
 from mnistlab.config import NUM_CLASSES
 from mnistlab.data import class_counts
 from mnistlab.errors import UserError
 
 
-def each_file(args: argparse.Namespace, answer_all, describe, done: str, sep: str) -> int:
-    """Answer every image file named (folders: the images in them) as `answer_all(files)`
-    yields (path, answer or UserError), `describe(answer)` giving (JSON record, text,
-    unsure): a line each, above a progress bar on a terminal; a note for each file
-    skipped; one closing count. Exit status 1 if a file failed ('unsure' is an answer)."""
+def each_file(args: argparse.Namespace, job, done: str, sep: str) -> int:
+    """Answer every image file named (folders: the images in them) with the Job: a line
+    each, above a progress bar on a terminal, or with --out a record each in that results
+    file, where a run started again skips the files already answered; a note for each
+    file skipped; one closing count. Exit status 1 if a file failed ('unsure' is an
+    answer)."""
     from mnistlab.images import image_files, skip_reason
 
     files, skipped = image_files(args.images)
     for path in skipped:
         print(f"skipped {shown(path)}: {skip_reason(path)}", file=sys.stderr, flush=True)
+    results = bulk.Results(args.out) if args.out else None
+    named = [(path, shown(path)) for path in files]
+    todo = [(path, name) for path, name in named if results is None or name not in results.done]
     counts = dict.fromkeys((done, "unsure", "failed"), 0)
-    with progress.bar(len(files), "file") as bar:
-        for path, answer in answer_all(files):
-            if isinstance(answer, UserError):
-                counts["failed"] += 1
-                record, line = {"error": shown(answer)}, f"error: {shown(answer)}"
-            else:
-                record, line, unsure = describe(answer)
-                counts["unsure" if unsure else done] += 1
-            name = shown(path)
-            bar.write(json.dumps({"file": name, **record}) if args.json else f"{name}{sep}{line}")
-            sys.stdout.flush()  # a reader of the pipe sees each answer when it is made
-            bar.update()
+    written: list[dict] = []  # records for the results file, written a chunk at a time
+    start = time.perf_counter()
+    stream = contextlib.closing(_described(job, [path for path, _ in todo], args))
+    try:
+        with stream as answers, progress.bar(len(todo), "file") as bar:
+            for (_, name), answer in zip(todo, answers, strict=True):
+                if isinstance(answer, UserError):
+                    counts["failed"] += 1
+                    record, line = {"error": shown(answer)}, f"error: {shown(answer)}"
+                else:
+                    record, line, unsure = answer
+                    counts["unsure" if unsure else done] += 1
+                if results is not None:
+                    written.append({"file": name, **record})
+                    if len(written) >= job.chunk:
+                        results.write(written)
+                        written = []
+                else:
+                    whole = {"file": name, **record}
+                    bar.write(json.dumps(whole) if args.json else f"{name}{sep}{line}")
+                    sys.stdout.flush()  # a reader of the pipe sees each answer when it is made
+                bar.update()
+    finally:  # what was answered is kept, even on Ctrl-C
+        if results is not None:
+            results.write(written)
+            results.close()
+    seconds = time.perf_counter() - start
     summary = ", ".join(f"{n} {what}" for what, n in counts.items())
     summary += f", {len(skipped)} skipped" if skipped else ""
+    before = len(files) - len(todo)
+    summary += f", {before} already in {shown(args.out)}" if before else ""
+    summary += f"; {len(todo) / seconds:.1f} files/s" if todo else ""
     files_ = f"{len(files)} file{'s' if len(files) != 1 else ''}"
-    print(f"{files_}: {summary}", file=sys.stderr if args.json else sys.stdout)
+    print(f"{files_}: {summary}", file=sys.stderr if args.json and not args.out else sys.stdout)
     return 1 if counts["failed"] else 0
+
+
+def _described(job, files: list, args: argparse.Namespace):
+    """The answers' stream: a Ray cluster's with --ray, else this machine's processes."""
+    if args.ray is not None:
+        from mnistlab import cluster
+
+        return cluster.described(job, files, args.ray or None, args.jobs)
+    return bulk.described(job, files, args.jobs or bulk.usable_cores())
 
 
 def shown(thing: object) -> str:

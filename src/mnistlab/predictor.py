@@ -6,6 +6,7 @@ imported only for the first: serving an ONNX file never loads Keras or JAX.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import typing
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab import images, runs
+from mnistlab import bulk, images, runs
 from mnistlab.config import ENGINES, MODELS, PredictConfig, one_of, require
 from mnistlab.data import IMAGE_SHAPE, NUM_CLASSES, scale
 from mnistlab.errors import ModelFileError, UserError, first_line
@@ -188,11 +189,12 @@ class Predictor:
         return answers
 
     def predict_files(
-        self, paths: list[str | os.PathLike], min_confidence: float = 0.0
+        self, paths: list[bytes | str | os.PathLike], min_confidence: float = 0.0
     ) -> list[tuple[Path, Prediction | UserError]]:
-        """Each image file -> its Prediction, or the error that kept it from having one."""
+        """Each image file (or its bytes) -> its Prediction, or the error that kept it from
+        having one."""
         digits, results = [], []
-        for path in map(Path, paths):
+        for path in paths:
             try:
                 digits.append(images.load_digit(path))
                 results.append((path, None))
@@ -220,6 +222,25 @@ def predict_paths(
 
 def predictor_for(config: PredictConfig) -> Predictor:
     return Predictor.load(Path(config.run), config.model, config.engine)
+
+
+def job(config: PredictConfig) -> bulk.Job:
+    """`predict`'s work on files, for worker processes (bulk) and Ray actors (cluster)."""
+    return bulk.Job(
+        load=functools.partial(predictor_for, config),
+        answer=functools.partial(_predict_chunk, min_confidence=config.min_confidence),
+        describe=functools.partial(describe, k=config.top_k),
+        chunk=FILES_PER_CALL,
+        columns={"digit": "int64", "probability": "float64"},
+    )
+
+
+def describe(prediction: Prediction, k: int) -> bulk.Described:
+    return prediction.as_record(k), prediction.line(k), prediction.digit is None
+
+
+def _predict_chunk(predictor: Predictor, paths: list, min_confidence: float) -> list:
+    return [answer for _, answer in predictor.predict_files(paths, min_confidence)]
 
 
 def average(probabilities: list[np.ndarray]) -> np.ndarray:

@@ -19,6 +19,7 @@ together they read 95.2% of the string benchmark's numbers, one model 94.3%.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import typing
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab import images, runs
+from mnistlab import bulk, images, runs
 from mnistlab.config import MAX_DIGITS, ReadConfig
 from mnistlab.errors import UserError
 from mnistlab.predictor import Predictor
@@ -266,6 +267,27 @@ def read_paths(config: ReadConfig, files: list[Path]) -> Iterator[tuple[Path, Re
     """Each image file -> its Reading or its error, in order."""
     reader = Reader.from_run(Path(config.run), config.model, config.min_confidence)
     return reader.read_files(files, config.length)
+
+
+def job(config: ReadConfig) -> bulk.Job:
+    """`read`'s work on files, for worker processes (bulk) and Ray actors (cluster)."""
+    return bulk.Job(
+        load=functools.partial(
+            Reader.from_run, Path(config.run), config.model, config.min_confidence
+        ),
+        answer=functools.partial(_read_chunk, length=config.length),
+        describe=describe,
+        chunk=FILES_PER_BATCH,
+        columns={"text": "string", "confidence": "float64"},
+    )
+
+
+def describe(reading: Reading) -> bulk.Described:
+    return reading.as_record(), reading.line(), reading.unsure
+
+
+def _read_chunk(reader: Reader, paths: list, length: int | None) -> list:
+    return [answer for _, answer in reader.read_files(paths, length)]
 
 
 def judged(
