@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -31,6 +32,7 @@ from mnistlab.read import documents
 SEED = 3
 SPEEDUP = 1.7  # --jobs 2 against --jobs 1
 RAY_WITHIN = 0.2  # Ray with 2 actors against --jobs 2
+SPIN = 20_000  # sum(range(1000)) per spin: about a second
 POLL = 0.05  # seconds between looks at the results file and the workers' memory
 
 
@@ -84,8 +86,8 @@ def worker_memory(run: Path, folder: Path, out: Path, n: int, repeat: int) -> di
     printed = [0]
 
     def count() -> None:
-        for _ in process.stdout:
-            printed[0] += 1
+        for line in process.stdout:
+            printed[0] += line.startswith(str(folder))
 
     threading.Thread(target=count, daemon=True).start()
     first_pass: dict[int, float] = {}
@@ -99,7 +101,7 @@ def worker_memory(run: Path, folder: Path, out: Path, n: int, repeat: int) -> di
         time.sleep(POLL * 10)
     workers = [pid for pid in seen if len(seen[pid]) > 5 and pid in first_pass]
     return {
-        "files": printed[0] - 1,  # the summary line
+        "files": printed[0],
         "after_first": [round(first_pass[p]) for p in workers],
         "at_end": [round(seen[p][-1]) for p in workers],
         "peak": [round(max(seen[p])) for p in workers],
@@ -108,7 +110,34 @@ def worker_memory(run: Path, folder: Path, out: Path, n: int, repeat: int) -> di
 
 def workers_of(pid: int) -> list[int]:
     """The worker processes of `pid` (not multiprocessing's resource tracker)."""
-    return [c for c in children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    found = []
+    for child in children(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
+def spin(_: int) -> float:
+    start = time.perf_counter()
+    for _ in range(SPIN):
+        sum(range(1000))
+    return time.perf_counter() - start
+
+
+def ceiling() -> float:
+    """What this machine gives two processes of pure Python work against one: the most
+    --jobs 2 can gain here."""
+    seconds = {}
+    for n in (1, 2):
+        with multiprocessing.get_context("spawn").Pool(n) as pool:
+            pool.map(spin, range(n))  # started
+            start = time.perf_counter()
+            pool.map(spin, range(8))
+            seconds[n] = time.perf_counter() - start
+    return seconds[1] / seconds[2]
 
 
 def children(pid: int) -> list[int]:
@@ -174,6 +203,9 @@ def main() -> None:
     equal = got == want
     print("resume", killed, files_once, equal)
 
+    machine = ceiling()
+    print("two processes of pure Python work against one", machine)
+
     repeat = max(1, args.memory_files // n)
     memory = worker_memory(args.run, folder, work / "memory.jsonl", n, repeat)
     print("memory", memory)
@@ -201,6 +233,8 @@ def main() -> None:
         "rows": [[i + 1, a, b, c] for i, (a, b, c) in enumerate(
             zip(memory["after_first"], memory["at_end"], memory["peak"], strict=True))],
     }  # fmt: skip
+    rows.append(["two processes of pure Python work (the machine's ceiling)", "", "", "",
+                 f"{machine:.2f}x"])  # fmt: skip
     speedup = two["steady"] / one["steady"]
     ray_gap = ray_two["steady"] / two["steady"] - 1
     pairs = zip(memory["after_first"], memory["at_end"], strict=True)

@@ -33,6 +33,8 @@ Described = tuple[dict[str, typing.Any], str, bool]
 # Chunks queued per worker beyond the one it works on: enough to keep it busy, few enough
 # that Ctrl-C waits for little and a long folder's answers are not all held in memory.
 QUEUED_PER_WORKER = 2
+# How every record in a results file starts (json.dumps of {"file": ...}).
+RECORD_START = b'{"file": '
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,50 +142,60 @@ def _work(chunk: list[Path]) -> list[Described | UserError]:
 class Results:
     """A JSON-lines file of one record per file ({"file": name, ...}), written as answers
     come and resumable: opened again, it keeps the whole records already there (a torn
-    last line, from a kill mid-write, is cut off) and says which files they cover. One
-    process at a time: a second is refused while the first holds its lock."""
+    last line, from a kill mid-write, is cut off) and says which files they cover. A file
+    with anything else in it is refused, never cut: it is not ours. One process at a
+    time: a second is refused while the first holds its lock."""
 
     def __init__(self, path: Path):
         self.path = path
+        if path.exists() and not path.is_file():  # a folder; a FIFO would block
+            raise UserError(f"--out {path}: not a regular file; name a file")
+        # Unbuffered: a failed write leaves nothing in a buffer to land after the cut.
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            self._file = open(path, "a+b")  # noqa: SIM115 (held open until close)
-        except IsADirectoryError as e:
-            raise UserError(f"--out {path}: is a folder; name a file") from e
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as e:
-            self._file.close()
+            os.close(self._fd)
             raise UserError(f"--out {path}: another process is writing it") from e
-        self.done = self._whole_records()
+        try:
+            self.done = self._whole_records()
+        except UserError:
+            os.close(self._fd)
+            raise
 
     def _whole_records(self) -> set[str]:
-        """The files that the file's whole records name; what follows them is cut off."""
-        self._file.seek(0)
+        """The files that the records name; a torn last record is cut off."""
         done, kept = set(), 0
-        for line in self._file:
-            try:
-                record = json.loads(line) if line.endswith(b"\n") else None
-            except ValueError:
-                record = None
-            if not isinstance(record, dict) or not isinstance(record.get("file"), str):
-                break
-            done.add(record["file"])
-            kept += len(line)
-        self._file.truncate(kept)
-        self._file.seek(kept)
+        with open(self.path, "rb") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.endswith(b"\n") and RECORD_START.startswith(line[: len(RECORD_START)]):
+                    break  # torn: the start of a record, cut short by a kill
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = None
+                if not isinstance(record, dict) or not isinstance(record.get("file"), str):
+                    raise UserError(
+                        f"--out {self.path}: line {number} is not a record of mnistlab's; "
+                        "name a new file, or the results file of the same command"
+                    )
+                done.add(record["file"])
+                kept += len(line)
+        os.ftruncate(self._fd, kept)
         return done
 
     def write(self, records: list[dict]) -> None:
         """Append records and make them durable: a kill after this loses none of them."""
-        kept = self._file.tell()
+        kept = os.lseek(self._fd, 0, os.SEEK_END)
+        data = memoryview(b"".join(json.dumps(r).encode() + b"\n" for r in records))
         try:
-            self._file.write(b"".join(json.dumps(r).encode() + b"\n" for r in records))
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            while data:
+                data = data[os.write(self._fd, data) :]
+            os.fsync(self._fd)
         except OSError as e:  # a full disk: no torn record left behind
-            self._file.truncate(kept)
+            os.ftruncate(self._fd, kept)
             raise UserError(f"--out {self.path}: {e.strerror}") from e
         self.done.update(r["file"] for r in records)
 
     def close(self) -> None:
-        self._file.close()  # and its lock
+        os.close(self._fd)  # and its lock

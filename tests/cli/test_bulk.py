@@ -225,3 +225,72 @@ def test_ctrl_c_stops_the_workers_and_keeps_what_was_written(conv_runs, numbers,
     assert not any(map(_alive, workers))
     records = _records(out)  # whole records only
     assert records and all(r["file"].startswith(str(numbers)) for r in records)
+
+
+def test_a_results_file_that_is_not_ours_is_refused_and_kept(cli, default_run, numbers, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\nkeep them")
+    result = cli("read", default_run[0], numbers, "--out", notes)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"mnistlab: error: --out {notes}: line 1 is not a record of mnistlab's; name a new "
+        "file, or the results file of the same command"
+    )
+    assert notes.read_text() == "my notes\nkeep them"
+    folder = cli("read", default_run[0], numbers, "--out", tmp_path)
+    assert folder.returncode == 2
+    assert f"--out {tmp_path}: not a regular file" in folder.stderr
+
+
+def test_a_full_disk_leaves_whole_records_only(default_run, numbers, tmp_path):
+    """The file-size limit makes a write fail part-way, as a full disk does: one clear
+    line, exit 2, and the records before it whole; the same command later finishes."""
+    import resource
+
+    out = tmp_path / "results.jsonl"
+    command = [sys.executable, "-m", "mnistlab", "read", str(default_run[0]), str(numbers),
+               "--jobs", "1", "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false"}
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16_000, 16_000))
+
+    full = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=limit)
+    assert full.returncode == 2, full.stderr
+    assert full.stderr.strip().splitlines()[-1] == f"mnistlab: error: --out {out}: File too large"
+    kept = _records(out)  # every line parses
+    assert len(kept) == FILES_PER_BATCH
+    again = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert again.returncode == 1, again.stderr
+    assert len(_records(out)) == NUMBERS + 1
+
+
+def test_a_worker_killed_stops_the_run_in_one_line_and_it_resumes(
+    conv_runs, numbers, one_job, tmp_path
+):
+    out = tmp_path / "results.jsonl"
+    command = [sys.executable, "-m", "mnistlab", "read", str(conv_runs["cnn"]), str(numbers),
+               "--jobs", "2", "--out", str(out)]  # fmt: skip
+    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out.exists() and out.read_text().count("\n") >= 1):
+        assert parent.poll() is None and time.monotonic() < deadline, "no record written"
+        time.sleep(0.05)
+    workers = [p for p in _children(parent.pid) if b"spawn_main" in _cmdline(p)]
+    os.kill(workers[0], signal.SIGKILL)  # as the kernel's OOM killer would
+    _, err = parent.communicate(timeout=120)
+    assert parent.returncode == 2
+    assert err.strip().splitlines()[-1] == (
+        "mnistlab: error: a worker process died (out of memory? killed?); run again with "
+        "fewer --jobs"
+    )
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 1, again.stderr
+    _same_readings(_records(out), one_job)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
