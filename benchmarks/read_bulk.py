@@ -12,10 +12,11 @@ records written to the last.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
-import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import record
 from PIL import Image
 
@@ -34,6 +36,7 @@ SPEEDUP = 1.7  # --jobs 2 against --jobs 1
 RAY_WITHIN = 0.2  # Ray with 2 actors against --jobs 2
 SPIN = 20_000  # sum(range(1000)) per spin: about a second
 POLL = 0.05  # seconds between looks at the results file and the workers' memory
+SETTLE = 5  # seconds after each command, for its processes (Ray's) to be gone
 
 
 def make_images(folder: Path, n: int) -> None:
@@ -92,12 +95,12 @@ def worker_memory(run: Path, folder: Path, out: Path, n: int, repeat: int) -> di
     threading.Thread(target=count, daemon=True).start()
     first_pass: dict[int, float] = {}
     while process.poll() is None:
-        for pid in workers_of(process.pid):
-            rss = rss_mib(pid)
+        for worker in workers_of(process.pid):
+            rss = rss_mib(worker)
             if rss:
-                seen.setdefault(pid, []).append(rss)
+                seen.setdefault(worker.pid, []).append(rss)
                 if printed[0] >= n:
-                    first_pass.setdefault(pid, rss)
+                    first_pass.setdefault(worker.pid, rss)
         time.sleep(POLL * 10)
     workers = [pid for pid in seen if len(seen[pid]) > 5 and pid in first_pass]
     return {
@@ -108,16 +111,21 @@ def worker_memory(run: Path, folder: Path, out: Path, n: int, repeat: int) -> di
     }
 
 
-def workers_of(pid: int) -> list[int]:
+def workers_of(pid: int) -> list[psutil.Process]:
     """The worker processes of `pid` (not multiprocessing's resource tracker)."""
     found = []
-    for child in children(pid):
-        try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+    for child in psutil.Process(pid).children():
+        with contextlib.suppress(psutil.Error):  # ended meanwhile
+            if "spawn_main" in " ".join(child.cmdline()):
                 found.append(child)
-        except OSError:  # ended meanwhile
-            continue
     return found
+
+
+def rss_mib(process: psutil.Process) -> float | None:
+    try:
+        return process.memory_info().rss / 2**20
+    except psutil.Error:
+        return None
 
 
 def spin(_: int) -> float:
@@ -140,27 +148,14 @@ def ceiling() -> float:
     return seconds[1] / seconds[2]
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
+def spread(values: list[float], unit: str = "", places: int = 1, sign: str = "") -> str:
+    """The median, and the lowest and highest in brackets."""
 
+    def show(v: float) -> str:
+        return f"{v:{sign}.{places}f}{unit}"
 
-def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+    low, high = min(values), max(values)
+    return f"{show(statistics.median(values))} ({show(low)} to {show(high)})"
 
 
 def readings(path: Path) -> list[tuple]:
@@ -173,6 +168,7 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--memory-files", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=3, help="each way measured this often")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="read-bulk-"))
     folder = work / "images"
@@ -185,40 +181,47 @@ def main() -> None:
         "--ray --jobs 1 (local cluster, 1 actor)": ["--ray", "--jobs", "1"],
         "--ray --jobs 2 (local cluster, 2 actors)": ["--ray", "--jobs", "2"],
     }
-    measured = {}
-    for name, options in ways.items():
-        out = work / f"{len(measured)}.jsonl"
-        measured[name] = timed(command(args.run, folder, out, *options), out, n)
-        measured[name]["out"] = out
-        print(name, {k: round(v, 2) for k, v in measured[name].items() if k != "out"})
+    # Rounds of every way in turn: this machine's speed drifts by a third from minute to
+    # minute (its neighbours), so each way is measured in every round and compared within it.
+    measured: dict[str, list[dict]] = {name: [] for name in ways}
+    outs, machine = {}, []
+    for turn in range(args.rounds):
+        machine.append(ceiling())
+        for i, (name, options) in enumerate(ways.items()):
+            out = outs[name] = work / f"{turn}-{i}.jsonl"
+            measured[name].append(timed(command(args.run, folder, out, *options), out, n))
+            print(name, {k: round(v, 2) for k, v in measured[name][-1].items()})
+            time.sleep(SETTLE)
+    print("two processes of pure Python work against one", machine)
     one, two = measured["--jobs 1"], measured["--jobs 2"]
     ray_two = measured["--ray --jobs 2 (local cluster, 2 actors)"]
+    speedups = [b["steady"] / a["steady"] for a, b in zip(one, two, strict=True)]
+    ray_gaps = [r["steady"] / b["steady"] - 1 for b, r in zip(two, ray_two, strict=True)]
 
     resumed_out = work / "resumed.jsonl"
     argv = command(args.run, folder, resumed_out, "--jobs", "2")
     killed = timed(argv, resumed_out, n, kill_at=n // 2)
     timed(argv, resumed_out, n)
-    got, want = readings(resumed_out), readings(two["out"])
+    got, want = readings(resumed_out), readings(outs["--jobs 2"])
     files_once = len(got) == n and len({f for f, _, _ in got}) == n
     equal = got == want
     print("resume", killed, files_once, equal)
-
-    machine = ceiling()
-    print("two processes of pure Python work against one", machine)
 
     repeat = max(1, args.memory_files // n)
     memory = worker_memory(args.run, folder, work / "memory.jsonl", n, repeat)
     print("memory", memory)
 
     rows = [
-        [name, f"{m['seconds']:.1f}", f"{m['whole']:.1f}", f"{m['steady']:.1f}",
-         f"{m['steady'] / one['steady']:.2f}x"]
-        for name, m in measured.items()
+        [name, spread([m["seconds"] for m in ms]), spread([m["whole"] for m in ms]),
+         spread([m["steady"] for m in ms]),
+         spread([m["steady"] / a["steady"] for m, a in zip(ms, one, strict=True)], "x", 2)]
+        for name, ms in measured.items()
     ]  # fmt: skip
     table = {
-        "title": f"`mnistlab read RUN FOLDER --out results.jsonl`, {n:,} five-digit images",
+        "title": f"`mnistlab read RUN FOLDER --out results.jsonl`, {n:,} five-digit images: "
+        f"median (lowest-highest) of {args.rounds} rounds",
         "columns": ["how", "seconds", "files/s, whole command", "files/s, steady",
-                    "steady, against --jobs 1"],
+                    "steady, against --jobs 1 in the same round"],
         "rows": rows,
     }  # fmt: skip
     resume = {
@@ -234,16 +237,16 @@ def main() -> None:
             zip(memory["after_first"], memory["at_end"], memory["peak"], strict=True))],
     }  # fmt: skip
     rows.append(["two processes of pure Python work (the machine's ceiling)", "", "", "",
-                 f"{machine:.2f}x"])  # fmt: skip
-    speedup = two["steady"] / one["steady"]
-    ray_gap = ray_two["steady"] / two["steady"] - 1
+                 spread(machine, "x", 2)])  # fmt: skip
+    speedup, ray_gap = statistics.median(speedups), statistics.median(ray_gaps)
     pairs = zip(memory["after_first"], memory["at_end"], strict=True)
     growth = max((end - first for first, end in pairs), default=0)
     targets = [
-        {"target": f"--jobs 2 >= {SPEEDUP}x --jobs 1 (steady)", "measured": f"{speedup:.2f}x",
-         "met": speedup >= SPEEDUP},
-        {"target": f"Ray, 2 actors, within {RAY_WITHIN:.0%} of --jobs 2 (steady)",
-         "measured": f"{ray_gap:+.0%}", "met": abs(ray_gap) <= RAY_WITHIN},
+        {"target": f"--jobs 2 >= {SPEEDUP}x --jobs 1 (steady, median of the rounds)",
+         "measured": spread(speedups, "x", 2), "met": speedup >= SPEEDUP},
+        {"target": f"Ray, 2 actors, within {RAY_WITHIN:.0%} of --jobs 2 (steady, median)",
+         "measured": spread([100 * g for g in ray_gaps], "%", 0, "+"),
+         "met": abs(ray_gap) <= RAY_WITHIN},
         {"target": "killed at 50% and resumed: every file once, readings equal",
          "measured": f"{'yes' if files_once else 'no'}, {'yes' if equal else 'no'}",
          "met": files_once and equal},

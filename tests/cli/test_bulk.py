@@ -8,8 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+import psutil
 import pytest
 from PIL import Image
 
@@ -93,25 +93,27 @@ def test_predict_with_two_jobs_answers_as_one(cli, mnist, default_run, tmp_path)
     assert right >= 0.95 * len(two)
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
+def _writing(command: list[str], out) -> tuple[subprocess.Popen, list[int]]:
+    """The command started, once it has written a record: (its process, its workers)."""
+    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out.exists() and out.read_text().count("\n") >= 1):
+        assert parent.poll() is None and time.monotonic() < deadline, "no record written"
+        time.sleep(0.05)
+    workers = [
+        child.pid
+        for child in psutil.Process(parent.pid).children()
+        if "spawn_main" in " ".join(child.cmdline())
+    ]
+    assert workers, "the records came from no worker process"
+    return parent, workers
 
 
 def _alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return state != "Z"
 
 
 def test_killed_run_resumes_to_one_record_per_file(conv_runs, numbers, one_job, tmp_path):
@@ -121,15 +123,9 @@ def test_killed_run_resumes_to_one_record_per_file(conv_runs, numbers, one_job, 
     out = tmp_path / "results.jsonl"
     command = [sys.executable, "-m", "mnistlab", "read", str(conv_runs["cnn"]), str(numbers),
                "--jobs", "2", "--out", str(out)]  # fmt: skip
-    parent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not (out.exists() and out.read_text().count("\n") >= 1):
-        assert parent.poll() is None and time.monotonic() < deadline, "no record written"
-        time.sleep(0.05)
-    workers = _children(parent.pid)
+    parent, workers = _writing(command, out)
     parent.kill()
-    parent.wait()
-    assert workers, "the records came from no worker process"
+    parent.communicate()
     deadline = time.monotonic() + 30
     while any(map(_alive, workers)):
         assert time.monotonic() < deadline, "worker processes outlived their parent"
@@ -212,12 +208,7 @@ def test_ctrl_c_stops_the_workers_and_keeps_what_was_written(conv_runs, numbers,
     out = tmp_path / "results.jsonl"
     command = [sys.executable, "-m", "mnistlab", "read", str(conv_runs["cnn"]), str(numbers),
                "--jobs", "2", "--out", str(out)]  # fmt: skip
-    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not (out.exists() and out.read_text().count("\n") >= 1):
-        assert parent.poll() is None and time.monotonic() < deadline, "no record written"
-        time.sleep(0.05)
-    workers = _children(parent.pid)
+    parent, workers = _writing(command, out)
     parent.send_signal(signal.SIGINT)
     _, err = parent.communicate(timeout=60)
     assert parent.returncode == 130, err
@@ -271,12 +262,7 @@ def test_a_worker_killed_stops_the_run_in_one_line_and_it_resumes(
     out = tmp_path / "results.jsonl"
     command = [sys.executable, "-m", "mnistlab", "read", str(conv_runs["cnn"]), str(numbers),
                "--jobs", "2", "--out", str(out)]  # fmt: skip
-    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not (out.exists() and out.read_text().count("\n") >= 1):
-        assert parent.poll() is None and time.monotonic() < deadline, "no record written"
-        time.sleep(0.05)
-    workers = [p for p in _children(parent.pid) if b"spawn_main" in _cmdline(p)]
+    parent, workers = _writing(command, out)
     os.kill(workers[0], signal.SIGKILL)  # as the kernel's OOM killer would
     _, err = parent.communicate(timeout=120)
     assert parent.returncode == 2
@@ -287,10 +273,3 @@ def test_a_worker_killed_stops_the_run_in_one_line_and_it_resumes(
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 1, again.stderr
     _same_readings(_records(out), one_job)
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
