@@ -168,8 +168,8 @@ IMAGES = (
     arg("images", type=Path, nargs="+", metavar="IMAGE", help="image files or folders"),
     arg("--json", action="store_true", help="one JSON object per line and file"),
     arg("--jobs", type=lambda text: _positive("--jobs", text), metavar="N",
-        help="worker processes, each with the model loaded once (default: the usable "
-        "cores); with --ray, actors (default: one per CPU of the cluster)"),
+        help="worker processes, each with the model loaded once, or with --ray actors "
+        "(default: the usable cores, or with --ray one per CPU of the cluster)"),
     arg("--out", type=Path, metavar="FILE",
         help="write a JSON record per file into FILE (JSON lines) instead of printing it; "
         "the same command run again skips the files FILE has, so a killed run resumes"),
