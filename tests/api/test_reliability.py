@@ -96,21 +96,19 @@ def test_every_image_mode_reads_like_grayscale(served, mnist, mode):
 
 
 @pytest.mark.parametrize(
-    ("body", "detail"),
-    [('{"instances": [[NaN' + ",0" * 783 + "]]}", "finite number"),
-     ('{"instances": [[Infinity' + ",0" * 783 + "]]}", "finite number"),
-     (json.dumps({"instances": [[0.5] * 784] * (MAX_BATCH + 1)}), "at most 256 items")],
+    ("body", "error"),
+    [('{"instances": [[NaN' + ",0" * 783 + "]]}", "pixels must be numbers in [0, 1]"),
+     ('{"instances": [[Infinity' + ",0" * 783 + "]]}", "pixels must be numbers in [0, 1]"),
+     (json.dumps({"instances": [[0.5] * 784] * (MAX_BATCH + 1)}), "1 to 256 digits a request")],
     ids=["nan", "infinity", "257-images"],
 )  # fmt: skip
-def test_invalid_tf_serving_bodies_are_422_without_the_input(served, body, detail):
+def test_invalid_tf_serving_bodies_are_422_without_the_input(served, body, error):
     client, _ = served
     response = client.post(
         "/v1/models/mnist:predict", content=body, headers={"content-type": "application/json"}
     )
     assert response.status_code == 422
-    assert detail in response.text
-    assert len(response.content) < 1000  # the reason, not the 257x784 numbers back
-    assert all(set(e) == {"loc", "msg", "type"} for e in response.json()["detail"])
+    assert response.json() == {"error": f"instances: {error}"}  # the reason, not the numbers
 
 
 @pytest.mark.parametrize(

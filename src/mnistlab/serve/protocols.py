@@ -29,6 +29,41 @@ HEADER_LENGTH = "Inference-Header-Content-Length"  # the binary extension's JSON
 DATATYPES = {"FP32": np.float32, "UINT8": np.uint8}
 
 
+_PIXEL = {"type": "number", "minimum": 0, "maximum": 1}
+_DIGIT = {"type": "array", "minItems": 28, "maxItems": 28,
+          "items": {"type": "array", "minItems": 28, "maxItems": 28, "items": _PIXEL}}  # fmt: skip
+_BATCH = {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": _DIGIT}
+# The request bodies as OpenAPI shows them (in /docs, and to schemathesis): the routes
+# read the body themselves, to answer in each protocol's own error body.
+TF_PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object",
+    "properties": {
+        "signature_name": {"type": "string", "default": SIGNATURE},
+        "instances": _BATCH,
+        "inputs": {"oneOf": [_BATCH, {"type": "object", "properties": {INPUT: _BATCH}}]},
+    },
+}}}}}  # fmt: skip
+V2_INFER_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
+            "type": "object",
+            "required": ["name", "datatype", "shape", "data"],
+            "properties": {
+                "name": {"type": "string", "enum": [INPUT]},
+                "datatype": {"type": "string", "enum": list(DATATYPES)},
+                "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+                "data": {"type": "array", "items": {"type": "number"}},
+            },
+        }},
+        "outputs": {"type": "array", "items": {
+            "type": "object", "properties": {"name": {"type": "string"}}}},
+    },
+}}}}}  # fmt: skip
+
+
 class ProtocolError(Exception):
     """A request the protocol refuses: its status code and reason."""
 
@@ -52,6 +87,8 @@ router = APIRouter()
 def digits(values: typing.Any, what: str) -> np.ndarray:
     """A batch of MNIST-style digits (N, 28, 28) float32 from nested lists or an array
     in any of SHAPES; a ProtocolError (422) says what is wrong, never echoing it."""
+    if not _numbers_only(values):  # NumPy would take "0.5" and true as numbers
+        raise ProtocolError(422, f"{what}: pixels must be numbers")
     try:
         batch = np.asarray(values, dtype=np.float32)
     except (ValueError, TypeError):
@@ -64,6 +101,24 @@ def digits(values: typing.Any, what: str) -> np.ndarray:
     if not np.isfinite(batch).all() or batch.min() < 0 or batch.max() > 1:
         raise ProtocolError(422, f"{what}: pixels must be numbers in [0, 1]")
     return batch.reshape(len(batch), *IMAGE_SHAPE)
+
+
+def _numbers_only(values: typing.Any) -> bool:
+    """Nested lists of ints and floats (not bools or strings), or an array."""
+    if isinstance(values, np.ndarray):
+        return True
+    stack = [values]
+    while stack:
+        item = stack.pop()
+        if type(item) is list:
+            if item and type(item[0]) is not list:  # a row: its numbers, at C speed
+                if not all(type(v) is float or type(v) is int for v in item):
+                    return False
+            else:
+                stack.extend(item)
+        elif type(item) is not float and type(item) is not int:
+            return False
+    return True
 
 
 async def json_body(request: Request) -> typing.Any:
@@ -140,8 +195,11 @@ def _predict(name: str, version: str | None, body: typing.Any, predictor) -> Res
             if any(set(r) != {INPUT} for r in rows):
                 raise ProtocolError(400, f"each named instance must have the one input {INPUT!r}")
             rows = [r[INPUT] for r in rows]
-        probabilities = predictor.predict_proba(digits(rows, "instances"))
-        return _json({"predictions": probabilities.tolist()})
+        if not 1 <= len(rows) <= MAX_BATCH:
+            raise ProtocolError(422, f"instances: 1 to {MAX_BATCH} digits a request")
+        # Each instance in its own layout: 28x28, 28x28x1 and 784 may be mixed.
+        batch = np.concatenate([digits([row], "instances") for row in rows])
+        return _json({"predictions": predictor.predict_proba(batch).tolist()})
     columns = body["inputs"]  # the columnar format: the batch, or {INPUT: batch}
     if isinstance(columns, dict):
         if set(columns) != {INPUT}:
@@ -176,7 +234,7 @@ def _tf_routes(prefix: str, spec) -> None:
     def metadata(served: Served) -> Response:
         return _metadata(*served)
 
-    @router.post(f"{path}:predict", tags=tags, summary="predict")
+    @router.post(f"{path}:predict", tags=tags, summary="predict", openapi_extra=TF_PREDICT_BODY)
     def predict(served: Served, predictor: Predictor, body: JSONBody) -> Response:
         return _predict(*served, body, predictor)
 
@@ -336,7 +394,7 @@ def _v2_routes(prefix: str, spec) -> None:
     def model_ready(served: Served) -> Response:
         return _v2_ready(*served)
 
-    @router.post(f"{path}/infer", tags=tags, summary="inference")
+    @router.post(f"{path}/infer", tags=tags, summary="inference", openapi_extra=V2_INFER_BODY)
     def infer(served: Served, predictor: Predictor, body: InferBody) -> Response:
         return _infer(*served, body, predictor)
 
