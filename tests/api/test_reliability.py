@@ -51,10 +51,18 @@ def test_concurrent_requests_all_succeed_and_match_the_model(served, mnist):
         instances = (x[: 65 + i] / 255).reshape(65 + i, -1).tolist()
         return client.post("/v1/models/mnist:predict", json={"instances": instances})
 
+    def infer(i):  # the Open Inference Protocol, one digit each, as UINT8
+        tensor = {"name": "images", "datatype": "UINT8", "shape": [1, 28, 28, 1],
+                  "data": x[i].reshape(-1).tolist()}  # fmt: skip
+        return client.post("/v2/models/mnist/infer", json={"inputs": [tensor]})
+
     with ThreadPoolExecutor(CONCURRENT) as pool:
         singles = list(pool.map(one, range(CONCURRENT)))
         batches = list(pool.map(batch, range(4)))
-    assert [r.status_code for r in singles + batches] == [200] * (CONCURRENT + 4)
+        inferred = list(pool.map(infer, range(CONCURRENT)))
+    assert [r.status_code for r in singles + batches + inferred] == [200] * (2 * CONCURRENT + 4)
+    got = np.array([r.json()["outputs"][0]["data"] for r in inferred])
+    np.testing.assert_allclose(got, expected[:CONCURRENT], atol=1e-5)
     got = np.array([r.json()["probabilities"] for r in singles])
     np.testing.assert_allclose(got, expected[:CONCURRENT], atol=1e-5)
     for i, r in enumerate(batches):
