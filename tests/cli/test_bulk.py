@@ -95,7 +95,12 @@ def test_predict_with_two_jobs_answers_as_one(cli, mnist, default_run, tmp_path)
 
 def _writing(command: list[str], out) -> tuple[subprocess.Popen, list[int]]:
     """The command started, once it has written a record: (its process, its workers)."""
-    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as at a terminal: a shell that started this test in the background has
+    # SIGINT ignored, and a child inherits that.
+    parent = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     deadline = time.monotonic() + 300
     while not (out.exists() and out.read_text().count("\n") >= 1):
         assert parent.poll() is None and time.monotonic() < deadline, "no record written"
