@@ -5,13 +5,13 @@ app's batcher, as /predict does; errors are each protocol's `{"error": "..."}`."
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations, and
 # those made in _tf_routes and _v2_routes name a type local to the call.
-import json
 import typing
 from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic_core import from_json, to_json
 
 from mnistlab.data import IMAGE_SHAPE, NUM_CLASSES
 from mnistlab.serve.schemas import MAX_BATCH
@@ -123,7 +123,7 @@ def _numbers_only(values: typing.Any) -> bool:
 
 async def json_body(request: Request) -> typing.Any:
     try:
-        return json.loads(await request.body())
+        return from_json(await request.body())
     except (ValueError, UnicodeDecodeError):
         raise ProtocolError(400, "the body is not JSON") from None
 
@@ -139,7 +139,7 @@ def _served(name: str, version: str | None) -> None:
 
 
 def _json(body: dict) -> Response:
-    return Response(json.dumps(body), media_type="application/json")
+    return Response(to_json(body), media_type="application/json")
 
 
 # TensorFlow Serving's REST API -------------------------------------------------------
@@ -288,7 +288,7 @@ async def infer_body(request: Request) -> tuple[dict, bytes]:
     if not 0 <= split <= len(body):
         raise ProtocolError(400, f"{HEADER_LENGTH} is past the body's end")
     try:
-        request_json = json.loads(body[:split])
+        request_json = from_json(body[:split])
     except (ValueError, UnicodeDecodeError):
         raise ProtocolError(400, "the inference request is not JSON") from None
     if not isinstance(request_json, dict):
@@ -375,7 +375,7 @@ def _infer(name: str, version: str | None, body: tuple[dict, bytes], predictor) 
         else:
             described["data"] = values.reshape(-1).tolist()
         answer["outputs"].append(described)
-    head = json.dumps(answer).encode()
+    head = to_json(answer)
     if not chunks:
         return Response(head, media_type="application/json")
     return Response(b"".join([head, *chunks]), media_type="application/octet-stream",
