@@ -16,16 +16,23 @@ Targets: p99 < 10 ms at concurrency 1, >= 1,000 requests/s at 16, no errors, RSS
 With --engine onnx the server runs the run's ONNX export (`mnistlab export RUN`) in ONNX
 Runtime, without Keras or JAX: compare the two RSS figures.
 
+With --protocols the server (--max-batch 256) is loaded at concurrency 16 with the same
+digit through POST /predict, the Open Inference Protocol's POST /v2/models/mnist/infer
+and TensorFlow Serving's :predict, in turn for --rounds rounds; the ratios to /predict
+go to benchmarks/results/serve_protocols.json. Target: v2 within 10% of /predict.
+
 Usage: python benchmarks/serve_load.py RUN [--engine keras|onnx] [--workers 1] [--duration 10]
-                                          [--max-batch 1 256]
+                                          [--max-batch 1 256] [--protocols [--rounds 3]]
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,7 +79,9 @@ def rss_mib(pid: int) -> float:
     return total / 1024
 
 
-def wrk(url: str, body: str, connections: int, duration: int) -> dict[str, float]:
+def wrk(
+    url: str, body: str, connections: int, duration: int, path: str = "/predict"
+) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
             'wrk.method = "POST"\n'
@@ -82,7 +91,7 @@ def wrk(url: str, body: str, connections: int, duration: int) -> dict[str, float
     threads = min(connections, 2)
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-         "-s", script.name, f"{url}/predict"],
+         "-s", script.name, f"{url}{path}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     os.unlink(script.name)
@@ -114,6 +123,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per load level")
     parser.add_argument("--data", default=None, help="mnist.npz (default: $MNISTLAB_DATA)")
     parser.add_argument("--max-batch", type=int, nargs="+", default=[1, 256])
+    parser.add_argument("--protocols", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("needs wrk: apt-get install wrk")
@@ -123,6 +134,8 @@ def main() -> None:
     for name, micros in single_image_paths(args.run, image).items():
         print(f"single image, {name}: {micros:.0f} us")
     body = json.dumps({"pixels": scale(image).round(4).tolist()})
+    if args.protocols:
+        return protocols(args, scale(image).round(4))
     busy = {}
     for max_batch in args.max_batch:
         for connections, r in load(args, max_batch, body).items():
@@ -138,8 +151,52 @@ def main() -> None:
         )
 
 
-def load(args, max_batch: int, body: str) -> dict[int, dict[str, float]]:
-    """Start a server with this --max-batch, load it at concurrency 1 and 16, stop it."""
+def protocols(args, digit) -> None:
+    """Each protocol's route against /predict, on one server, at concurrency 16."""
+    import record
+
+    pixels = digit.tolist()
+    routes = {
+        "POST /predict": ("/predict", {"pixels": pixels}),
+        "POST /v2/models/mnist/infer (JSON, FP32)": ("/v2/models/mnist/infer", {"inputs": [
+            {"name": "images", "datatype": "FP32", "shape": [1, 28, 28],
+             "data": digit.reshape(-1).tolist()}]}),
+        "POST /v1/models/mnist:predict": ("/v1/models/mnist:predict", {"instances": [pixels]}),
+    }  # fmt: skip
+    measured: dict[str, list[dict]] = {name: [] for name in routes}
+    with serving(args, max(args.max_batch)) as (url, _):
+        for path, body in routes.values():
+            wrk(url, json.dumps(body), 4, 2, path)  # warm-up
+        for _ in range(args.rounds):
+            for name, (path, body) in routes.items():
+                measured[name].append(wrk(url, json.dumps(body), 16, args.duration, path))
+                print(name, measured[name][-1])
+    base = measured["POST /predict"]
+    ratios = {name: [r["rps"] / b["rps"] for r, b in zip(runs, base, strict=True)]
+              for name, runs in measured.items()}  # fmt: skip
+    rows = [
+        [name, f"{statistics.median(r['rps'] for r in runs):,.0f}/s",
+         f"{statistics.median(r['p99'] for r in runs):.1f} ms",
+         f"{statistics.median(ratios[name]):.2f} ({min(ratios[name]):.2f} to "
+         f"{max(ratios[name]):.2f})", sum(r["errors"] for r in runs)]
+        for name, runs in measured.items()
+    ]  # fmt: skip
+    v2 = statistics.median(ratios["POST /v2/models/mnist/infer (JSON, FP32)"])
+    table = {
+        "title": f"One digit a request at concurrency 16, `{Path(args.run).name}`, --max-batch "
+        f"{max(args.max_batch)}: median of {args.rounds} rounds of {args.duration} s",
+        "columns": ["route", "requests/s", "p99", "against /predict in the same round",
+                    "errors"],
+        "rows": rows,
+    }  # fmt: skip
+    target = {"target": "v2 infer within 10% of /predict at concurrency 16",
+              "measured": f"{v2:.2f}x", "met": v2 >= 0.9}  # fmt: skip
+    record.write("serve_protocols", [table], [target])
+
+
+@contextlib.contextmanager
+def serving(args, max_batch: int):
+    """`mnistlab serve` with this --max-batch on a free loopback port: its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -156,15 +213,21 @@ def load(args, max_batch: int, body: str) -> dict[int, dict[str, float]]:
                 break
             except OSError:
                 time.sleep(0.1)
+        yield url, server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def load(args, max_batch: int, body: str) -> dict[int, dict[str, float]]:
+    """Start a server with this --max-batch, load it at concurrency 1 and 16, stop it."""
+    with serving(args, max_batch) as (url, server):
         wrk(url, body, 4, 2)  # warm-up
         results = {connections: wrk(url, body, connections, args.duration)
                    for connections in (1, 16)}  # fmt: skip
         print(f"server RSS ({args.workers} worker(s), engine {args.engine}, max-batch "
               f"{max_batch}): {rss_mib(server.pid):.0f} MiB")  # fmt: skip
         return results
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -351,9 +351,9 @@ def _adapt(config: AdaptConfig, args: argparse.Namespace) -> int:
 
 @command("serve", "serve the drawing page and the JSON API (FastAPI + uvicorn)", ServeConfig)
 def _serve(config: ServeConfig, _) -> int:
-    """Serve a run's model: GET / is a page to draw a digit on; POST /predict and POST
-    /v1/models/mnist:predict (TensorFlow Serving's REST format) answer JSON; GET /health,
-    GET /metadata and the OpenAPI docs at /docs."""
+    """Serve a run's model: GET / is a page to draw a digit on; POST /predict and POST /read
+    answer JSON, and so do TensorFlow Serving's REST API (/v1/models/mnist...) and the Open
+    Inference Protocol (/v2/...); GET /health, GET /metadata and the OpenAPI docs at /docs."""
     from mnistlab.serve import serve
 
     serve(config)

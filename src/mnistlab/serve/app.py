@@ -38,16 +38,16 @@ from mnistlab.config import MAX_DIGITS, ServeConfig
 from mnistlab.data import IMAGE_SHAPE
 from mnistlab.predictor import Predictor
 from mnistlab.read import Reader, SegmentError, is_unsure, reader_of
+from mnistlab.serve import protocols
 from mnistlab.serve.batcher import Batcher
 from mnistlab.serve.limits import CSP, BodyLimit, HeadAsGet, SecurityHeaders
+from mnistlab.serve.protocols import ProtocolError, protocol_error
 from mnistlab.serve.schemas import (
     Metadata,
     PredictJSON,
     PredictResponse,
     ReadJSON,
     ReadResponse,
-    TFServingRequest,
-    TFServingResponse,
 )
 
 logger = logging.getLogger("uvicorn.error")
@@ -159,7 +159,9 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ClientDisconnect, _client_gone)
+    app.add_exception_handler(ProtocolError, protocol_error)
     app.include_router(router)
+    app.include_router(protocols.router)
     return app
 
 
@@ -241,14 +243,6 @@ def read(
     threshold = reader.min_confidence if min_confidence is None else min_confidence
     record["unsure"] = is_unsure(reading.confidence, threshold)
     return Response(json.dumps(record), media_type="application/json")
-
-
-@router.post("/v1/models/mnist:predict", response_model=TFServingResponse)
-def tf_serving_predict(body: TFServingRequest, predictor: PredictorDep) -> Response:
-    # Instances may mix the 28x28 and the flat 784 layouts.
-    batch = np.stack([np.asarray(i, np.float32).reshape(IMAGE_SHAPE) for i in body.instances])
-    answer = TFServingResponse(predictions=predictor.predict_proba(batch).tolist())
-    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 def _with_csp(page: HTMLResponse) -> HTMLResponse:

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Pixel = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
 Row = Annotated[list[Pixel], Field(min_length=28, max_length=28)]
 Digit = Annotated[list[Row], Field(min_length=28, max_length=28)]
-Flat = Annotated[list[Pixel], Field(min_length=784, max_length=784)]
 MAX_BATCH = 256
 
 
@@ -57,18 +56,6 @@ class PredictResponse(BaseModel):
     probability: float
     probabilities: list[float] = Field(description="ten probabilities, digits 0..9")
     preprocessed: list[list[float]] = Field(description="the 28x28 input the model saw")
-
-
-class TFServingRequest(BaseModel):
-    """TensorFlow Serving's REST predict body: instances are 28x28 or 784 numbers in [0, 1]."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    instances: Annotated[list[Digit | Flat], Field(min_length=1, max_length=MAX_BATCH)]
-
-
-class TFServingResponse(BaseModel):
-    predictions: list[list[float]]
 
 
 class Metadata(BaseModel):
