@@ -41,13 +41,13 @@ def each_file(args: argparse.Namespace, job, done: str, sep: str) -> int:
                 else:
                     record, line, unsure = answer
                     counts["unsure" if unsure else done] += 1
+                whole = {"file": name, **record}
                 if results is not None:
-                    written.append({"file": name, **record})
+                    written.append(whole)
                     if len(written) >= job.chunk:
                         results.write(written)
                         written = []
                 else:
-                    whole = {"file": name, **record}
                     bar.write(json.dumps(whole) if args.json else f"{name}{sep}{line}")
                     sys.stdout.flush()  # a reader of the pipe sees each answer when it is made
                 bar.update()
