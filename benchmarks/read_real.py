@@ -65,6 +65,19 @@ def tesseract(data: labelled.Labelled) -> dict | None:
     return {"accuracy": right / len(data.texts), "per_second": len(data.texts) / seconds}
 
 
+def through_read(run: Path, data: labelled.Labelled) -> float:
+    """Files per second of `mnistlab read RUN FILES --out` with its default --jobs (every
+    core), from its summary line: each worker loads the model once."""
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(
+            [sys.executable, "-m", "mnistlab", "read", str(run), *map(str, data.paths),
+             "--out", str(Path(tmp) / "read.jsonl")],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    summary = done.stdout.strip().splitlines()[-1]
+    return float(summary.rsplit("; ", 1)[1].split()[0])
+
+
 def adapted(
     run: Path, folder: Path, data: labelled.Labelled, train: int, epochs: int
 ) -> tuple[dict, dict]:
@@ -103,13 +116,14 @@ def main() -> None:
         if args.limit:
             data = subset(data, np.random.default_rng(0).permutation(len(data.texts))[: args.limit])
         zero = read_documents(Reader.from_run(args.run), data)
+        per_second = through_read(args.run, data)
         tess = tesseract(data)
         best = zero["at_99"]
         rows.append([
             f"`{name}`", f"{len(data.texts):,}", f"**{zero['accuracy']:.1%}**",
             f"{zero['default']['accepted']:.1%} ({_pct(zero['default']['right'])} right)",
             f"{best['coverage']:.1%} (at {best['threshold']:.6g})" if best else "0%",
-            f"{zero['no_number']}", f"{zero['strings_per_second']:.0f}",
+            f"{zero['no_number']}", f"{zero['strings_per_second']:.0f}", f"{per_second:.0f}",
             f"{tess['accuracy']:.1%} ({tess['per_second']:.0f}/s)" if tess else "not installed",
         ])  # fmt: skip
         print(name, zero["accuracy"], zero["default"], best, tess, flush=True)
@@ -124,7 +138,7 @@ def main() -> None:
                 "met": default_ok and zero["default"]["accepted"] >= accepted,
             },
             _target(f"{name}: strings/s through read >= {STRINGS_PER_SECOND}",
-                    zero["strings_per_second"], STRINGS_PER_SECOND, "{:.0f}"),
+                    per_second, STRINGS_PER_SECOND, "{:.0f}"),
         ]  # fmt: skip
         if args.adapt:
             made, after = adapted(
@@ -148,7 +162,8 @@ def main() -> None:
     tables = [{
         "title": "Zero-shot: the reader that ships with the package and the run's classifier",
         "columns": ["set", "images", "read right", "accepted by default",
-                    "accepted where 99% right", "no number found", "images/s through read",
+                    "accepted where 99% right", "no number found", "images/s in one process",
+                    "images/s through `read` (every core)",
                     "Tesseract 5 (psm 7, digits)"],
         "rows": rows,
     }]  # fmt: skip

@@ -227,6 +227,9 @@ def adapted(adapted) -> None:
     print(f"held out {record['held_out']} of {record['held_out'] + record['trained_on']} "
           f"labelled images; read right: before {before['accuracy']:.1%}, "
           f"after {after['accuracy']:.1%}")  # fmt: skip
+    alone = record["line_models_alone"]["accuracy"]
+    how = "and the classifier" if record["classifier"] else "alone"
+    print(f"digits read by the line models {how} (line models alone: {alone:.1%})")
     print(f"min_confidence={record['min_confidence']:.4f}: accepts {after['accepted']:.1%} of "
           f"them, 99% right (before: {before['accepted']:.1%})")  # fmt: skip
     print(f"reader={adapted.path}")

@@ -52,3 +52,28 @@ def test_a_confident_wrong_model_does_not_win(predictor, numbers):
     with_wrong = Reader(predictor, line_models=[sure_of_one_seven, plain]).read_many(images)
     assert [r.text for r in with_wrong] == [r.text for r in alone]
     assert all(r.text != "7" for r in with_wrong)
+
+
+class Refuses:
+    """A classifier that must not be asked."""
+
+    def predict_proba(self, x):
+        raise AssertionError("the classifier was asked")
+
+
+class Undecided:
+    """A classifier with no opinion: every digit equally likely."""
+
+    def predict_proba(self, x):
+        return np.full((len(x), 10), 0.1, np.float32)
+
+
+def test_without_the_classifier_the_line_models_alone_read_each_digit(numbers):
+    images = [d.image for d in numbers[:12]]
+    alone = Reader(Refuses(), classifier=False).read_many(images)
+    undecided = Reader(Undecided()).read_many(images)
+    for a, b in zip(alone, undecided, strict=True):
+        assert a.text == b.text and [d.box for d in a.digits] == [d.box for d in b.digits]
+        got, expected = [d.probability for d in a.digits], [d.probability for d in b.digits]
+        assert got == pytest.approx(expected, rel=1e-5)
+        assert a.confidence == pytest.approx(b.confidence, rel=1e-5)

@@ -78,8 +78,9 @@ def test_adapt_config_checks_its_fields():
 
 
 def test_a_run_without_a_reader_has_the_shipped_one(tmp_path):
-    models, threshold = reader_of(tmp_path)
-    assert threshold == MIN_CONFIDENCE and len(models) == len(lines.WEIGHTS)
+    fitted = reader_of(tmp_path)
+    assert fitted.min_confidence == MIN_CONFIDENCE and len(fitted.line_models) == len(lines.WEIGHTS)
+    assert fitted.classifier
 
 
 def test_a_damaged_reader_folder_is_a_run_error(tmp_path):
@@ -87,6 +88,11 @@ def test_a_damaged_reader_folder_is_a_run_error(tmp_path):
     folder.mkdir()
     (folder / runs.READER_RECORD).write_text(json.dumps({"min_confidence": 3}))
     with pytest.raises(runs.RunError, match="no min_confidence in"):
+        reader_of(tmp_path)
+    (folder / runs.READER_RECORD).write_text(
+        json.dumps({"min_confidence": 0.5, "classifier": "yes"})
+    )
+    with pytest.raises(runs.RunError, match="classifier not true/false"):
         reader_of(tmp_path)
     (folder / runs.READER_RECORD).write_text(json.dumps({"min_confidence": 0.5}))
     with pytest.raises(runs.RunError, match="missing or damaged line model weights"):

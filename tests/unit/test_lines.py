@@ -87,3 +87,15 @@ def test_numpy_inference_equals_the_keras_model_it_was_folded_from():
         expected /= expected.sum(1, keepdims=True)
         assert out.shape == (image.shape[1] // lines.STRIDE, 11)
         np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+def test_a_weights_file_loaded_into_keras_folds_back_to_itself():
+    """Fine-tuning (train_lines --start, adapt) starts from exactly the shipped weights."""
+    shipped = lines.LineModel.load(lines.WEIGHTS[1])
+    model = train_lines.build(folded=True)
+    train_lines.load_weights(model, shipped)
+    again = train_lines._folded(model)
+    original = shipped.weights()
+    assert again.keys() == original.keys()
+    for name, value in original.items():
+        np.testing.assert_array_equal(again[name], value)

@@ -3,7 +3,8 @@ documents (a bank's cheques, an archive's registers).
 
 The line models are fine-tuned (CTC, from the run's line weights) on the labelled fields
 as segment.py finds them; the classifier stays as trained on MNIST. A share of the labels
-is held out: the reader is measured on it before and after, and its threshold is set
+is held out: the reader is measured on it before and after, with and without the
+classifier beside the adapted line models (the better is kept), and its threshold is set
 there, as the lowest at which the accepted readings are ACCEPTED_RIGHT right. The copy
 is a run like any other (read, serve, evaluate and the Python API take it), with its
 reader in reader/. Each finished epoch is saved, so a killed adaptation resumes.
@@ -62,7 +63,7 @@ def adapt(config: AdaptConfig, out: Path) -> Adapted:
     start = time.perf_counter()
     with runs.locked(out, "adapted"):
         folder = _start(out, run, config)
-        line_models, _ = reader_of(run.path)
+        line_models = reader_of(run.path).line_models
         predictor = Predictor.from_run(run, config.model)
         examples = _examples([decoded[k] for k in train], [data.texts[k] for k in train])
         held_out = ([decoded[k] for k in test], [data.texts[k] for k in test])
@@ -74,7 +75,12 @@ def adapt(config: AdaptConfig, out: Path) -> Adapted:
             for name, model in zip(lines.WEIGHTS, line_models, strict=True)
         ]
         with progress.step("reading them with the adapted reader"):
-            after = _measure(Reader(predictor, 0.0, fitted), *held_out)
+            both = _measure(Reader(predictor, 0.0, fitted), *held_out)
+            alone = _measure(Reader(predictor, 0.0, fitted, classifier=False), *held_out)
+        # The classifier knows MNIST's writing only: it reads each digit beside the adapted
+        # line models only where that reads more of the held-out fields.
+        classifier = both["accuracy"] >= alone["accuracy"]
+        after = both if classifier else alone
         record = {
             "config": config.to_dict(),
             "labels_sha256": _labels_digest(data),
@@ -83,6 +89,8 @@ def adapt(config: AdaptConfig, out: Path) -> Adapted:
             "held_out": held,
             "before": before,
             "after": after,
+            "classifier": classifier,
+            "line_models_alone": alone,
             "min_confidence": after["threshold"],
             "seconds": round(time.perf_counter() - start, 1),
             "resumed": resumed,
@@ -162,10 +170,7 @@ def _fit(
         done = 0
         keras.utils.set_random_seed(config.seed)
         net = train_lines.build(folded=True)
-        weights = model.weights()
-        layers = [layer for layer in net.layers if layer.weights]
-        for k, layer in enumerate(layers):
-            layer.set_weights([weights[f"w{k}"], weights[f"b{k}"]])
+        train_lines.load_weights(net, model)
         steps = -(-len(examples) // BATCH) * config.epochs
         schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
         net.compile(keras.optimizers.Adam(schedule), loss=keras.losses.CTC())

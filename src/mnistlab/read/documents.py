@@ -21,6 +21,14 @@ INK_LEVEL = 0.3  # a pixel is ink for touching and gaps at this fraction of full
 # Each extra appears in this fraction of the strings.
 EXTRAS = {"ruled line": 0.15, "specks": 0.2, "cell border": 0.15, "dark margin": 0.1,
           "bleed-through": 0.1, "tick marks": 0.1}  # fmt: skip
+# What real documents add (number_strings' `paper`), each in this fraction of those strings:
+# thousand separators, an end mark ("1.480.-"), a printed security background, an
+# underline, slanted writing; and continental 1s, with their lead-in stroke.
+PAPER = {"separators": 0.4, "end mark": 0.35, "security background": 0.4,
+         "underline": 0.15, "slant": 0.4}  # fmt: skip
+CONTINENTAL_ONES = 0.5  # of the 1s in those strings
+HOOKED_NINES = 0.5  # of the 9s: the stem's foot curls back to the left
+END_MARKS = (".-", "-", "=", ".", "/-", ",-", ".=")
 
 
 @dataclass(frozen=True)
@@ -47,26 +55,39 @@ def low_resolution_scan(digit: np.ndarray, rng: np.random.Generator) -> np.ndarr
 
 
 def number_strings(
-    x: np.ndarray, y: np.ndarray, n: int, seed: int, length: int | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    n: int,
+    seed: int,
+    length: int | None = None,
+    paper: float = 0.0,
 ) -> list[Document]:
-    """n handwritten numbers built from the digits (x, y); `length` fixes their length."""
+    """n handwritten numbers built from the digits (x, y); `length` fixes their length;
+    `paper`: the share of them drawn with what real documents add (PAPER), for training
+    line models (the numbers drawn without it are those that `paper` 0 draws)."""
     rng = np.random.default_rng(seed)
     lengths = [length or int(rng.choice(LENGTHS, p=LENGTH_WEIGHTS)) for _ in range(n)]
-    return [_number(x, y, k, rng) for k in lengths]
+    return [_number(x, y, k, rng, paper) for k in lengths]
 
 
-def _number(x: np.ndarray, y: np.ndarray, length: int, rng: np.random.Generator) -> Document:
+def _number(
+    x: np.ndarray, y: np.ndarray, length: int, rng: np.random.Generator, paper: float = 0.0
+) -> Document:
     picks = rng.integers(0, len(x), length)
     scale = rng.uniform(1.2, 2.4)  # the writer's size: digits 24 to 48 px tall
     pen = rng.choice(["thin", "normal", "thick"], p=[0.25, 0.5, 0.25])
-    glyphs = [_glyph(x[i], scale * rng.uniform(0.85, 1.15), pen, rng) for i in picks]
-    height = int(max(g.shape[0] for g in glyphs) + 6 * scale)
-    width = int(sum(g.shape[1] for g in glyphs) + 16 * scale * length + 8)
+    glyphs = [(_glyph(x[i], scale * rng.uniform(0.85, 1.15), pen, rng), True) for i in picks]
+    added: set[str] = set()
+    if paper and rng.random() < paper:
+        added = {name for name, rate in PAPER.items() if rng.random() < rate}
+        glyphs = _as_on_documents(glyphs, [int(y[i]) for i in picks], added, rng)
+    height = int(max(g.shape[0] for g, _ in glyphs) + 6 * scale)
+    width = int(sum(g.shape[1] for g, _ in glyphs) + 16 * scale * len(glyphs) + 8)
     canvas = np.zeros((height, width), np.float32)
     baseline = height - 3 * scale
     right = np.full(height, -1.0e9)  # rightmost ink per row so far
     cursor, touching, spans = 0.0, False, []
-    for glyph in glyphs:
+    for glyph, is_digit in glyphs:
         top = round(baseline - glyph.shape[0] + rng.normal(0, 0.06 * glyph.shape[0]))
         top = min(max(top, 0), height - glyph.shape[0])
         rows = slice(top, top + glyph.shape[0])
@@ -83,7 +104,8 @@ def _number(x: np.ndarray, y: np.ndarray, length: int, rng: np.random.Generator)
             left = max(left, int(cursor - glyph.shape[1] // 2))
             touching |= touches
         inked = np.flatnonzero(mask.any(0))
-        spans.append((left + int(inked[0]), left + int(inked[-1]) + 1))
+        if is_digit:
+            spans.append((left + int(inked[0]), left + int(inked[-1]) + 1))
         region = canvas[rows, left : left + glyph.shape[1]]
         np.maximum(region, glyph[:, : region.shape[1]], out=region)
         last = np.where(mask.any(1), glyph.shape[1] - 1 - mask[:, ::-1].argmax(1), -(10**9))
@@ -91,12 +113,149 @@ def _number(x: np.ndarray, y: np.ndarray, length: int, rng: np.random.Generator)
         cursor = left + glyph.shape[1]
     used = np.flatnonzero(canvas.max(0) > 0)
     canvas = canvas[:, : used[-1] + 1]
+    if "underline" in added:
+        _underline(canvas, spans, baseline, scale, rng)
     margin = int(rng.uniform(0.2, 0.8) * height)
     canvas = np.pad(canvas, ((margin // 2, margin // 2), (margin, margin)))
+    if "security background" in added:
+        canvas = np.maximum(canvas, _security_background(canvas.shape, scale, rng))
     canvas, dark = _extras(canvas, scale, rng)
     image = _on_paper(canvas, rng, dark)
     spans = [(a + margin, b + margin) for a, b in spans]
     return Document(image, "".join(str(int(y[i])) for i in picks), touching, spans)
+
+
+def _as_on_documents(
+    glyphs: list[tuple[np.ndarray, bool]], digits: list[int], added: set[str], rng
+) -> list[tuple[np.ndarray, bool]]:
+    """The digits' glyphs with what a cheque's writer adds: continental 1s, slant, and
+    separators and an end mark as glyphs that are not digits (False)."""
+    height = int(np.median([g.shape[0] for g, _ in glyphs]))
+    pen = 0.8 * float(np.median([_pen_width(g) for g, _ in glyphs]))
+    styled = {1: (_lead_in, CONTINENTAL_ONES), 9: (_hooked, HOOKED_NINES)}
+    out = []
+    for (glyph, _), digit in zip(glyphs, digits, strict=True):
+        style, rate = styled.get(digit, (None, 0.0))
+        out.append((style(glyph, pen) if style and rng.random() < rate else glyph, True))
+    if "separators" in added and len(out) > 3:
+        mark = "." if rng.random() < 0.7 else ","
+        for k in range(len(digits) - 3, 0, -3):  # thousands, from the right
+            out.insert(k, (_mark(mark, height, pen, rng), False))
+    if "end mark" in added:
+        out.append((_mark(str(rng.choice(END_MARKS)), height, pen, rng), False))
+    if "slant" in added:
+        shear = rng.uniform(-0.15, 0.4)
+        out = [(_slanted(g, shear), is_digit) for g, is_digit in out]
+    return out
+
+
+def _pen_width(glyph: np.ndarray) -> float:
+    """The stroke's width: twice the ink's deepest distance to the paper, about."""
+    return 2 * float(ndimage.distance_transform_edt(glyph >= INK_LEVEL).max())
+
+
+def _stroke(shape: tuple[int, int], points: list[tuple[float, float]], width: float):
+    """A pen line through (column, row) points on a blank (rows, cols) float image."""
+    from PIL import ImageDraw
+
+    image = Image.new("F", shape[::-1], 0.0)
+    ImageDraw.Draw(image).line(points, fill=1.0, width=max(1, round(width)), joint="curve")
+    return ndimage.gaussian_filter(np.asarray(image), 0.5).clip(0, 1)
+
+
+def _lead_in(glyph: np.ndarray, pen: float) -> np.ndarray:
+    """A 1 as continental writers make it: a stroke from its top down to the left."""
+    height = glyph.shape[0]
+    reach = int(0.35 * height)
+    glyph = np.pad(glyph, ((0, 0), (reach, 0)))
+    rows, cols = np.nonzero(glyph >= INK_LEVEL)
+    top = rows.min()
+    column = float(cols[rows <= top + 1].mean())
+    lead = _stroke(glyph.shape, [(column, top), (column - reach, top + 0.4 * height)], pen)
+    return np.maximum(glyph, lead)
+
+
+def _hooked(glyph: np.ndarray, pen: float) -> np.ndarray:
+    """A 9 whose stem's foot curls back to the left."""
+    height = glyph.shape[0]
+    reach = int(0.3 * height)
+    glyph = np.pad(glyph, ((0, 0), (reach, 0)))
+    rows, cols = np.nonzero(glyph >= INK_LEVEL)
+    foot = rows.max()
+    column = float(cols[rows >= foot - 1].mean())
+    points = [(column, foot), (column - 0.5 * reach, foot), (column - reach, foot - 0.15 * height)]
+    return np.maximum(glyph, _stroke(glyph.shape, points, pen))
+
+
+def _mark(mark: str, height: int, pen: float, rng: np.random.Generator) -> np.ndarray:
+    """A separator or end mark, on a glyph of the digits' height (the foot at the bottom)."""
+    size = max(2.0, rng.uniform(0.8, 1.3) * pen)
+    pen = max(1.0, rng.uniform(0.6, 1.0) * pen)
+    parts = []
+    for char in mark:
+        width = {".": size, ",": size, "-": rng.uniform(0.3, 0.6) * height}.get(char, 0.0)
+        width = width or rng.uniform(0.3, 0.5) * height  # "=" and "/"
+        canvas_w = int(width + 2 * pen + 2)
+        row = height - 1 - pen / 2
+        mid = height * rng.uniform(0.4, 0.6)
+        x0, x1 = pen / 2 + 1, pen / 2 + 1 + width
+        if char == ".":
+            points = [(x0, row - size / 2), (x0 + 0.5, row - size / 2)]
+            part = _stroke((height, canvas_w), points, size)
+        elif char == ",":
+            points = [(x0 + size / 2, row - size), (x0, row)]
+            part = _stroke((height, canvas_w), points, pen)
+        elif char == "-":
+            part = _stroke((height, canvas_w), [(x0, mid), (x1, mid - rng.uniform(-2, 2))], pen)
+        elif char == "=":
+            gap = max(pen * 1.8, 0.12 * height)
+            part = np.maximum(
+                _stroke((height, canvas_w), [(x0, mid - gap / 2), (x1, mid - gap / 2)], pen),
+                _stroke((height, canvas_w), [(x0, mid + gap / 2), (x1, mid + gap / 2)], pen),
+            )
+        else:  # "/"
+            part = _stroke((height, canvas_w), [(x0, row), (x1, height * 0.35)], pen)
+        parts.append(part)
+        parts.append(np.zeros((height, int(rng.uniform(0.05, 0.15) * height))))
+    return np.concatenate(parts[:-1], axis=1)
+
+
+def _slanted(glyph: np.ndarray, shear: float) -> np.ndarray:
+    """The glyph sheared: its top `shear` times its height to the right of its foot."""
+    height, width = glyph.shape
+    extra = int(abs(shear) * height) + 1
+    out_shape = (height, width + extra)
+    # output (r, c) <- input (r, c - shear * (height - 1 - r) - offset)
+    offset = extra if shear < 0 else 0
+    matrix = np.array([[1.0, 0.0], [shear, 1.0]])
+    shift = np.array([0.0, -shear * (height - 1) - offset])
+    return ndimage.affine_transform(glyph, matrix, shift, out_shape, order=1).clip(0, 1)
+
+
+def _underline(canvas, spans, baseline: float, scale: float, rng) -> None:
+    """A pen line under the number, often through its digits' feet."""
+    row = baseline + rng.uniform(-1, 3) * scale
+    left = spans[0][0] - rng.uniform(0, 10) * scale
+    right = spans[-1][1] + rng.uniform(0, 15) * scale
+    rise = rng.uniform(-3, 3) * scale
+    line = _stroke(canvas.shape, [(left, row), (right, row + rise)], rng.uniform(0.6, 1.4) * scale)
+    np.maximum(canvas, line, out=canvas)
+
+
+def _security_background(shape: tuple[int, int], scale: float, rng) -> np.ndarray:
+    """A cheque's printed pattern: one or two families of thin wavy lines, faint."""
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    pattern = np.zeros(shape, np.float32)
+    for _ in range(int(rng.integers(1, 3))):
+        angle = rng.uniform(0, np.pi)
+        along = cols * np.cos(angle) + rows * np.sin(angle)
+        across = -cols * np.sin(angle) + rows * np.cos(angle)
+        period = rng.uniform(15, 60) * scale
+        wave = along + rng.uniform(1, 6) * scale * np.sin(2 * np.pi * across / period)
+        spacing = rng.uniform(2.5, 6) * scale
+        distance = np.abs((wave % spacing) - spacing / 2) - spacing / 2 + rng.uniform(0.4, 0.9)
+        pattern = np.maximum(pattern, (-distance).clip(0, 1))
+    return pattern * rng.uniform(0.12, 0.4)
 
 
 def _glyph(digit: np.ndarray, scale: float, pen: str, rng: np.random.Generator) -> np.ndarray:

@@ -36,10 +36,10 @@ from mnistlab.read import lines, segment
 # Decimal places of the probabilities a Reading reports.
 PLACES = 6
 # What `read` accepts by default: readings at least this sure. Real paper makes the
-# reader surer than it is right (at 0.999, 91.7% of the accepted cheque amounts and 98.9%
-# of the register cells are right); at 0.9998, 100% and 98.8% (docs/commands/read.md). An
+# reader surer than it is right (at 0.99, 95.3% of the accepted cheque amounts and 98.9%
+# of the register cells are right); at 0.997, 100% and 99.4% (docs/commands/read.md). An
 # adapted reader has its own threshold, set on the labels it held out.
-MIN_CONFIDENCE = 0.9998
+MIN_CONFIDENCE = 0.997
 # Files read per model call by Reader.read_files: their digits go in one batch.
 FILES_PER_BATCH = 32
 
@@ -90,21 +90,25 @@ class Reader:
         predictor: Predictor,
         min_confidence: float = 0.0,
         line_models: list[lines.LineModel] | None = None,
+        classifier: bool = True,
     ):
         self.predictor = predictor
         self.min_confidence = min_confidence
         self.line_models = line_models or lines.shipped()
+        # Whether the classifier reads each whole digit's crop beside the line models (an
+        # adapted reader's line models may read the user's writing better alone).
+        self.classifier = classifier
 
     @classmethod
     def from_run(
         cls, run: runs.Run | Path, which: str = "final", min_confidence: float | None = None
     ) -> Reader:
-        """The run's reader: its classifier, and the line models and calibrated threshold
-        that `adapt` wrote into it (those that ship with the package where it wrote none).
-        `min_confidence` None: that threshold."""
-        line_models, threshold = reader_of(run.path if isinstance(run, runs.Run) else run)
-        chosen = threshold if min_confidence is None else min_confidence
-        return cls(Predictor.from_run(run, which), chosen, line_models)
+        """The run's reader: its classifier, and the line models, calibrated threshold and
+        choice of classifier that `adapt` wrote into it (the package's line models where
+        it wrote none). `min_confidence` None: that threshold."""
+        fitted = reader_of(run.path if isinstance(run, runs.Run) else run)
+        chosen = fitted.min_confidence if min_confidence is None else min_confidence
+        return cls(Predictor.from_run(run, which), chosen, fitted.line_models, fitted.classifier)
 
     def read(
         self,
@@ -180,6 +184,7 @@ class Reader:
         crops = [
             crop
             for s in split
+            if self.classifier
             if not isinstance(s, UserError)
             for digits in s[1]
             if not isinstance(digits, UserError)
@@ -193,7 +198,7 @@ class Reader:
                 continue
             posteriors, found_digits = s
             readings = [
-                self._reading(posteriors, d, [next(classified) for _ in d])
+                self._reading(posteriors, d, [next(classified, None) for _ in d])
                 for d in found_digits
                 if not isinstance(d, UserError)
             ]
@@ -201,13 +206,16 @@ class Reader:
         return out
 
     def _reading(
-        self, posteriors: list[np.ndarray], digits: list[_Seen], classified: list[np.ndarray]
+        self,
+        posteriors: list[np.ndarray],
+        digits: list[_Seen],
+        classified: list[np.ndarray | None],
     ) -> Reading:
         """The digits one line model found, each read by it and the classifier, and
         scored on every line model's probability of the string."""
         read = []
         for (_, box, whole, seen), by_class in zip(digits, classified, strict=True):
-            q = seen * by_class if whole else seen
+            q = seen * by_class if whole and by_class is not None else seen
             q = q / q.sum()
             read.append(Digit(int(q.argmax()), float(q.max()), box))
         text = "".join(str(d.digit) for d in read)
@@ -216,21 +224,36 @@ class Reader:
         return Reading(text, confidence, is_unsure(confidence, self.min_confidence), read)
 
 
-def reader_of(run_path: str | os.PathLike) -> tuple[list[lines.LineModel], float]:
-    """The line models and the calibrated threshold of a run folder: the ones `adapt`
-    wrote into its reader/ folder, or those that ship with the package."""
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+    """What a run folder says of its reader, beside its classifier."""
+
+    line_models: list[lines.LineModel]
+    min_confidence: float
+    classifier: bool  # whether the classifier reads the digits' crops too
+
+
+def reader_of(run_path: str | os.PathLike) -> Fitted:
+    """The line models, the calibrated threshold and the choice of classifier of a run
+    folder: those `adapt` wrote into its reader/ folder, or the package's."""
     folder = Path(run_path) / runs.READER
     if not (folder / runs.READER_RECORD).is_file():
         if (folder / runs.ADAPT_CONFIG).is_file():
             raise runs.RunError(
                 f"{run_path}: unfinished adaptation; run mnistlab adapt again to finish it"
             )
-        return lines.shipped(), MIN_CONFIDENCE
+        return Fitted(lines.shipped(), MIN_CONFIDENCE, True)
     record = runs.read_json(folder / runs.READER_RECORD)
-    threshold = record.get("min_confidence") if isinstance(record, dict) else None
+    if not isinstance(record, dict):
+        record = {}
+    threshold = record.get("min_confidence")
     if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise runs.RunError(f"{folder / runs.READER_RECORD}: damaged, no min_confidence in [0, 1]")
-    return [lines.LineModel.from_file(folder / name) for name in lines.WEIGHTS], float(threshold)
+    classifier = record.get("classifier", True)  # readers adapted before the choice: True
+    if not isinstance(classifier, bool):
+        raise runs.RunError(f"{folder / runs.READER_RECORD}: damaged, classifier not true/false")
+    models = [lines.LineModel.from_file(folder / name) for name in lines.WEIGHTS]
+    return Fitted(models, float(threshold), classifier)
 
 
 def is_unsure(confidence: float, min_confidence: float) -> bool:

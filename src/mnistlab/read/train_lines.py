@@ -1,7 +1,8 @@
 """Training of the line models (Keras, CTC): `python -m mnistlab.read.train_lines
-[--augment] [--out FILE]` writes the weights that read.lines reads. 12 epochs take about
-70 minutes each on 2 cores, plus 15 to 20 minutes writing the numbers; the shipped files
-are src/mnistlab/read/lines.npz and lines_augmented.npz."""
+[--augment] [--paper SHARE] [--start WEIGHTS] [--out FILE]` writes the weights that
+read.lines reads. From scratch, 12 epochs take about 70 minutes each on 2 cores, plus 15
+to 20 minutes writing the numbers; `--start` fine-tunes a weights file instead. The
+shipped files are src/mnistlab/read/lines.npz and lines_augmented.npz."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ TRAIN_STRINGS = 80_000
 CHUNK = 2_000
 VALIDATION = 2_000
 EPOCHS = 12
+LEARNING_RATE = 2e-3
 MAX_LABEL = 8  # documents.number_strings writes at most 8 digits
 MAX_WIDTH = 256  # wider training lines (a few long numbers in large writing) are left out
 
@@ -55,19 +57,20 @@ def build(folded: bool = False):
     return keras.Model(inputs, layers.Dense(11)(x))  # logits; softmax in inference
 
 
-def _examples(args: tuple[Path | None, int, int, bool]) -> list[tuple[np.ndarray, str]]:
+def _examples(args: tuple[Path | None, int, int, bool, float]) -> list[tuple[np.ndarray, str]]:
     """Line images (uint8) and texts of n numbers written with MNIST's training digits
-    (with `augment`, distorted in every other chunk, as other writers would draw them)."""
+    (with `augment`, distorted in every other chunk, as other writers would draw them;
+    `paper`: the share drawn as on real documents, documents.PAPER)."""
     from mnistlab import augment
     from mnistlab.data import load_mnist
     from mnistlab.read import documents
 
-    data, seed, n, distort = args
+    data, seed, n, distort, paper = args
     mnist = load_mnist(data)
     x = augment.preview(mnist.x_train, seed) if distort and seed % 2 else mnist.x_train
     return [
         (line, document.text)
-        for document in documents.number_strings(x, mnist.y_train, n, seed)
+        for document in documents.number_strings(x, mnist.y_train, n, seed, paper=paper)
         if (line := training_line(document.image)) is not None
     ]
 
@@ -101,13 +104,18 @@ def train(
     strings: int = TRAIN_STRINGS,
     epochs: int = EPOCHS,
     augment: bool = False,
+    paper: float = 0.0,
+    start: Path | None = None,
+    learning_rate: float = LEARNING_RATE,
+    first_seed: int = 1000,
 ):
-    """Fit the line model with CTC and save its weights (batch norm folded in)."""
+    """Fit the line model with CTC and save its weights (batch norm folded in); from the
+    weights file `start` where given (fine-tuning: no batch normalisation left to fit)."""
     import multiprocessing
 
     import keras
 
-    seeds = [(data, 1000 + k, CHUNK, augment) for k in range(strings // CHUNK)]
+    seeds = [(data, first_seed + k, CHUNK, augment, paper) for k in range(strings // CHUNK)]
     with multiprocessing.get_context("spawn").Pool() as pool:
         examples = [e for part in pool.map(_examples, seeds) for e in part]
     validation, examples = examples[:VALIDATION], examples[VALIDATION:]
@@ -129,9 +137,11 @@ def train(
             self.batches = _batches(examples, 64, self.rng)
 
     keras.utils.set_random_seed(0)
-    model = build()
+    model = build(folded=start is not None)
+    if start is not None:
+        load_weights(model, LineModel.from_file(start))
     batches = Batches()
-    schedule = keras.optimizers.schedules.CosineDecay(2e-3, epochs * len(batches))
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * len(batches))
     model.compile(keras.optimizers.Adam(schedule), loss=keras.losses.CTC())
 
     class Check(keras.callbacks.Callback):
@@ -147,6 +157,13 @@ def train(
     model.fit(batches, epochs=epochs, callbacks=[Check()], verbose=2)
     np.savez_compressed(out, **_folded(model))
     print(f"wrote {out}")
+
+
+def load_weights(model, line_model: LineModel) -> None:
+    """A folded Keras line model (build(folded=True)) given a weights file's values."""
+    weights = line_model.weights()
+    for k, layer in enumerate(layer for layer in model.layers if layer.weights):
+        layer.set_weights([weights[f"w{k}"], weights[f"b{k}"]])
 
 
 def _folded(model) -> dict[str, np.ndarray]:
@@ -180,11 +197,20 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, help="weights file to write (default: the shipped file's name, here)"
     )
+    parser.add_argument(
+        "--paper", type=float, default=0.0, help="share of numbers drawn as on real documents"
+    )
+    parser.add_argument("--start", type=Path, help="weights file to fine-tune")
     parser.add_argument("--strings", type=int, default=TRAIN_STRINGS)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
+    parser.add_argument("--first-seed", type=int, default=1000, help="of the numbers drawn")
     args = parser.parse_args()
     out = args.out or Path(WEIGHTS[args.augment])
-    train(args.data, out, args.strings, args.epochs, args.augment)
+    train(
+        args.data, out, args.strings, args.epochs, args.augment, args.paper, args.start,
+        args.learning_rate, args.first_seed,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,0 +1,52 @@
+"""The synthetic numbers: the string benchmark's stay as they are; the line models'
+training numbers gain what real documents add, and their texts stay the digits."""
+
+import hashlib
+
+import numpy as np
+
+from mnistlab.read import documents
+
+# sha256 of 12 numbers written with DIGITS below, seed 3, paper 0: the string benchmark's
+# figures are comparable over time only while its images stay these.
+BENCHMARK_DIGEST = "392cac88a9b6008af41a2bc9608f8a36ac6b08ff1f1c47dbdec63a5e54ae8d0b"
+
+
+def digits():
+    """Blob 'digits' (30, 28, 28) with labels 0-9: the mechanics need no real MNIST."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((30, 28, 28)) ** 4 * 255).astype(np.uint8)
+    x[:, :4] = x[:, -4:] = x[:, :, :4] = x[:, :, -4:] = 0
+    return x, np.arange(30) % 10
+
+
+def test_numbers_without_paper_are_the_string_benchmarks_own():
+    digest = hashlib.sha256()
+    for d in documents.number_strings(*digits(), 12, seed=3):
+        digest.update(d.image.tobytes())
+        digest.update(d.text.encode())
+        digest.update(repr(d.spans).encode())
+    assert digest.hexdigest() == BENCHMARK_DIGEST
+
+
+def test_numbers_on_paper_keep_their_texts_and_a_span_per_digit():
+    x, y = digits()
+    plain = documents.number_strings(x, y, 40, seed=7)
+    drawn = documents.number_strings(x, y, 40, seed=7, paper=1.0)
+    assert drawn[0].text == plain[0].text  # drawn from the same digits, marks left out
+    assert all(d.text.isdigit() and len(d.spans) == len(d.text) for d in drawn)
+    assert all(right <= d.image.shape[1] for d in drawn for _, right in d.spans)
+    assert drawn[0].image.shape != plain[0].image.shape
+
+
+def test_separators_and_an_end_mark_are_glyphs_that_are_not_digits():
+    x, _ = digits()
+    rng = np.random.default_rng(0)
+    glyphs = [(x[k].astype(np.float32) / 255, True) for k in range(7)]
+    out = documents._as_on_documents(glyphs, [1] * 7, {"separators", "end mark"}, rng)
+    # 1.234.567 and its end mark: two separators, one mark, the seven digits in order.
+    assert [is_digit for _, is_digit in out] == [True, False, True, True, True, False] + [
+        True
+    ] * 3 + [False]
+    ones = [g for g, is_digit in out if is_digit]
+    assert sum(g.shape[1] > 28 for g in ones) >= 2  # continental 1s: a lead-in stroke
