@@ -93,13 +93,15 @@ def test_evaluate_documents_writes_its_record_in_a_run_never_evaluated(
 
 
 def test_adapt_improves_the_held_out_reading_and_read_uses_it(cli, default_run, cheques, tmp_path):
-    labels = labels_file(tmp_path / "some.csv", some_cheques(cheques, 0, 80))
+    # 120 to train on: with 60, the shipped line models (80% of these 20 held out read
+    # right) lose to the ones fitted to so few (70%); with 120, 80% -> 92.5% of 40.
+    labels = labels_file(tmp_path / "some.csv", some_cheques(cheques, 0, 160))
     out = tmp_path / "adapted"
     result = cli("adapt", default_run[0], CHEQUES, "--labels", labels, "--epochs", "12",
                  "--out", out, timeout=1200)  # fmt: skip
     assert result.returncode == 0, result.stderr
     record = json.loads((out / "reader" / "reader.json").read_text())
-    assert record["held_out"] == 20 and record["trained_on"] == 60
+    assert record["held_out"] == 40 and record["trained_on"] == 120
     assert record["after"]["accuracy"] > record["before"]["accuracy"], record
     assert f"after {record['after']['accuracy']:.1%}" in result.stdout
     # With or without the classifier beside the adapted line models: the better is kept.

@@ -132,11 +132,13 @@ def _as_on_documents(
     separators and an end mark as glyphs that are not digits (False)."""
     height = int(np.median([g.shape[0] for g, _ in glyphs]))
     pen = 0.8 * float(np.median([_pen_width(g) for g, _ in glyphs]))
-    styled = {1: (_lead_in, CONTINENTAL_ONES), 9: (_hooked, HOOKED_NINES)}
+    styled = {1: (True, CONTINENTAL_ONES), 9: (False, HOOKED_NINES)}  # (from the top, rate)
     out = []
     for (glyph, _), digit in zip(glyphs, digits, strict=True):
-        style, rate = styled.get(digit, (None, 0.0))
-        out.append((style(glyph, pen) if style and rng.random() < rate else glyph, True))
+        top, rate = styled.get(digit, (False, 0.0))
+        if rate and rng.random() < rate:
+            glyph = _stroke_to_the_left(glyph, pen, top)
+        out.append((glyph, True))
     if "separators" in added and len(out) > 3:
         mark = "." if rng.random() < 0.7 else ","
         for k in range(len(digits) - 3, 0, -3):  # thousands, from the right
@@ -163,27 +165,19 @@ def _stroke(shape: tuple[int, int], points: list[tuple[float, float]], width: fl
     return ndimage.gaussian_filter(np.asarray(image), 0.5).clip(0, 1)
 
 
-def _lead_in(glyph: np.ndarray, pen: float) -> np.ndarray:
-    """A 1 as continental writers make it: a stroke from its top down to the left."""
+def _stroke_to_the_left(glyph: np.ndarray, pen: float, top: bool) -> np.ndarray:
+    """The glyph with a pen stroke from its top down to the left (a continental 1's
+    lead-in) or from its foot back to the left and up (a 9 whose foot curls back)."""
     height = glyph.shape[0]
-    reach = int(0.35 * height)
+    reach = int((0.35 if top else 0.3) * height)
     glyph = np.pad(glyph, ((0, 0), (reach, 0)))
     rows, cols = np.nonzero(glyph >= INK_LEVEL)
-    top = rows.min()
-    column = float(cols[rows <= top + 1].mean())
-    lead = _stroke(glyph.shape, [(column, top), (column - reach, top + 0.4 * height)], pen)
-    return np.maximum(glyph, lead)
-
-
-def _hooked(glyph: np.ndarray, pen: float) -> np.ndarray:
-    """A 9 whose stem's foot curls back to the left."""
-    height = glyph.shape[0]
-    reach = int(0.3 * height)
-    glyph = np.pad(glyph, ((0, 0), (reach, 0)))
-    rows, cols = np.nonzero(glyph >= INK_LEVEL)
-    foot = rows.max()
-    column = float(cols[rows >= foot - 1].mean())
-    points = [(column, foot), (column - 0.5 * reach, foot), (column - reach, foot - 0.15 * height)]
+    row = rows.min() if top else rows.max()
+    column = float(cols[np.abs(rows - row) <= 1].mean())
+    if top:
+        points = [(column, row), (column - reach, row + 0.4 * height)]
+    else:
+        points = [(column, row), (column - 0.5 * reach, row), (column - reach, row - 0.15 * height)]
     return np.maximum(glyph, _stroke(glyph.shape, points, pen))
 
 
