@@ -107,8 +107,16 @@ class Reader:
         choice of classifier that `adapt` wrote into it (the package's line models where
         it wrote none). `min_confidence` None: that threshold."""
         fitted = reader_of(run.path if isinstance(run, runs.Run) else run)
+        return cls.fitted(Predictor.from_run(run, which), fitted, min_confidence)
+
+    @classmethod
+    def fitted(
+        cls, predictor: Predictor, fitted: Fitted, min_confidence: float | None = None
+    ) -> Reader:
+        """A reader of this classifier (a Predictor or the server's Batcher) as a run
+        folder's reader_of describes it; `min_confidence` None: its threshold."""
         chosen = fitted.min_confidence if min_confidence is None else min_confidence
-        return cls(Predictor.from_run(run, which), chosen, fitted.line_models, fitted.classifier)
+        return cls(predictor, chosen, fitted.line_models, fitted.classifier)
 
     def read(
         self,
@@ -181,15 +189,18 @@ class Reader:
                 except segment.SegmentError as e:
                     found_digits.append(e)
             split.append((posteriors, found_digits))
-        crops = [
-            crop
-            for s in split
+        crops = (
+            [
+                crop
+                for s in split
+                if not isinstance(s, UserError)
+                for digits in s[1]
+                if not isinstance(digits, UserError)
+                for crop, *_ in digits
+            ]
             if self.classifier
-            if not isinstance(s, UserError)
-            for digits in s[1]
-            if not isinstance(digits, UserError)
-            for crop, *_ in digits
-        ]
+            else []
+        )
         classified = iter(self.predictor.predict_proba(np.stack(crops)) if crops else ())
         out: list[Reading | UserError] = []
         for s in split:
@@ -197,8 +208,11 @@ class Reader:
                 out.append(s)
                 continue
             posteriors, found_digits = s
+            # Without the classifier, no crop is classified: None for each digit.
             readings = [
-                self._reading(posteriors, d, [next(classified, None) for _ in d])
+                self._reading(
+                    posteriors, d, [next(classified) if self.classifier else None for _ in d]
+                )
                 for d in found_digits
                 if not isinstance(d, UserError)
             ]

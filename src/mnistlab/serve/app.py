@@ -138,10 +138,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         # them all stalls every request for 100 ms or more (serve_load.py's p99).
         gc.freeze()
         app.state.predictor = batcher
-        fitted = reader_of(config.run)
-        app.state.reader = Reader(
-            batcher, fitted.min_confidence, fitted.line_models, fitted.classifier
-        )
+        app.state.reader = Reader.fitted(batcher, reader_of(config.run))
         app.state.metadata = describe(config, predictor)
         yield
         batcher.close()
