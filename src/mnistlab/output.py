@@ -228,8 +228,13 @@ def adapted(adapted) -> None:
           f"labelled images; read right: before {before['accuracy']:.1%}, "
           f"after {after['accuracy']:.1%}")  # fmt: skip
     alone = record["line_models_alone"]["accuracy"]
-    how = "and the classifier" if record["classifier"] else "alone"
-    print(f"digits read by the line models {how} (line models alone: {alone:.1%})")
+    if record["adapted"]:
+        how = "and the classifier" if record["classifier"] else "alone"
+        print(f"digits read by the adapted line models {how} (line models alone: {alone:.1%})")
+    else:
+        best = max(alone, record["line_models_and_classifier"]["accuracy"])
+        print(f"the adapted line models read fewer of them ({best:.1%}): the run's reader is "
+              "kept; more labelled images may help")  # fmt: skip
     print(f"min_confidence={record['min_confidence']:.4f}: accepts {after['accepted']:.1%} of "
           f"them, 99% right (before: {before['accepted']:.1%})")  # fmt: skip
     print(f"reader={adapted.path}")

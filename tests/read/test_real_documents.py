@@ -15,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import mnistlab
@@ -137,6 +138,38 @@ def test_served_read_uses_the_adapted_reader(served_on_loopback, default_run, ch
     expected = Reader.from_run(made.path).read(image)
     assert answer["text"] == expected.text
     assert answer["unsure"] is True
+
+
+def test_adapt_keeps_the_runs_reader_where_the_adapted_one_reads_fewer(
+    default_run, cheques, tmp_path, monkeypatch, capsys
+):
+    from mnistlab import adapt, output
+    from mnistlab.read import adapt as adapting
+    from mnistlab.read import lines
+
+    def reads_nothing(folder, name, model, *_):  # every frame blank: no digits found
+        weights = model.weights()
+        last = f"b{len(model.layers) - 1}"
+        weights[last] = weights[last].copy()
+        weights[last][lines.BLANK] = 1e3
+        return lines.LineModel(weights)
+
+    monkeypatch.setattr(adapting, "_fit", reads_nothing)
+    labels = labels_file(tmp_path / "some.csv", some_cheques(cheques, 0, 40))
+    made = adapt(default_run[0], CHEQUES, labels, tmp_path / "adapted", epochs=1)
+    record = made.record
+    assert record["line_models_alone"]["accuracy"] == 0, record
+    assert record["adapted"] is False and record["before"]["accuracy"] > 0, record
+    assert record["after"] == record["before"] and record["classifier"] is True
+    assert record["min_confidence"] == record["before"]["threshold"]
+    kept = Reader.from_run(made.path).line_models
+    for model, shipped in zip(kept, lines.shipped(), strict=True):
+        assert all(
+            np.array_equal(a, b)
+            for a, b in zip(model.weights().values(), shipped.weights().values(), strict=True)
+        )
+    output.adapted(made)
+    assert "the run's reader is kept" in capsys.readouterr().out
 
 
 def test_adapt_killed_resumes_from_its_last_epoch(default_run, cheques, tmp_path):

@@ -4,10 +4,11 @@ documents (a bank's cheques, an archive's registers).
 The line models are fine-tuned (CTC, from the run's line weights) on the labelled fields
 as segment.py finds them; the classifier stays as trained on MNIST. A share of the labels
 is held out: the reader is measured on it before and after, with and without the
-classifier beside the adapted line models (the better is kept), and its threshold is set
-there, as the lowest at which the accepted readings are ACCEPTED_RIGHT right. The copy
-is a run like any other (read, serve, evaluate and the Python API take it), with its
-reader in reader/. Each finished epoch is saved, so a killed adaptation resumes.
+classifier beside the adapted line models, and the reader that reads most of it is kept
+(the run's own where adapting lost: with few fields it can). Its threshold is set there,
+as the lowest at which the accepted readings are ACCEPTED_RIGHT right. The copy is a run
+like any other (read, serve, evaluate and the Python API take it), with its reader in
+reader/. Each finished epoch is saved, so a killed adaptation resumes.
 """
 
 from __future__ import annotations
@@ -78,9 +79,15 @@ def adapt(config: AdaptConfig, out: Path) -> Adapted:
             both = _measure(Reader(predictor, 0.0, fitted), *held_out)
             alone = _measure(Reader(predictor, 0.0, fitted, classifier=False), *held_out)
         # The classifier knows MNIST's writing only: it reads each digit beside the adapted
-        # line models only where that reads more of the held-out fields.
+        # line models only where that reads more of the held-out fields; and the run's
+        # reader stays where the adapted one reads fewer of them than it did.
         classifier = both["accuracy"] >= alone["accuracy"]
         after = both if classifier else alone
+        adapted = after["accuracy"] >= before["accuracy"]
+        if not adapted:
+            after, classifier = before, True
+        for name, model in zip(lines.WEIGHTS, fitted if adapted else line_models, strict=True):
+            _save(model, folder / name)
         record = {
             "config": config.to_dict(),
             "labels_sha256": _labels_digest(data),
@@ -89,7 +96,9 @@ def adapt(config: AdaptConfig, out: Path) -> Adapted:
             "held_out": held,
             "before": before,
             "after": after,
+            "adapted": adapted,  # False: the run's line models, which read more held out
             "classifier": classifier,
+            "line_models_and_classifier": both,  # the adapted line models
             "line_models_alone": alone,
             "min_confidence": after["threshold"],
             "seconds": round(time.perf_counter() - start, 1),
@@ -151,8 +160,9 @@ def _fit(
     config: AdaptConfig,
     resumed: dict[str, int],
 ) -> lines.LineModel:
-    """Fine-tune one line model with CTC; its weights file is written at the end, and the
-    Keras model (optimizer too) after each epoch, for a resume (noted in `resumed`)."""
+    """Fine-tune one line model with CTC; its weights file is written into STATE at the
+    end, and the Keras model (optimizer too) after each epoch, for a resume (noted in
+    `resumed`)."""
     import keras
 
     from mnistlab.read import train_lines
@@ -160,9 +170,9 @@ def _fit(
     saved = folder / STATE / f"{Path(name).stem}.keras"
     done_file = folder / STATE / f"{Path(name).stem}.json"
     done = runs.read_json(done_file)["epochs"] if done_file.is_file() else 0
-    if (folder / name).is_file() and done == config.epochs:  # killed after this model
+    if (folder / STATE / name).is_file() and done == config.epochs:  # killed after it
         resumed[name] = done
-        return lines.LineModel.from_file(folder / name)
+        return lines.LineModel.from_file(folder / STATE / name)
     if done and saved.is_file():
         net = keras.saving.load_model(saved)
         resumed[name] = done
@@ -187,9 +197,13 @@ def _fit(
             runs.write_json(done_file, {"epochs": epoch + 1})
             bar.update(1)
     fitted = lines.LineModel(train_lines._folded(net))
-    with runs.atomic_path(folder / name) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, **fitted.weights())
+    _save(fitted, folder / STATE / name)
     return fitted
+
+
+def _save(model: lines.LineModel, path: Path) -> None:
+    with runs.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **model.weights())
 
 
 def _measure(reader: Reader, decoded: list[images.Decoded], texts: list[str]) -> dict:
