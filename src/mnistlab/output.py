@@ -235,8 +235,15 @@ def adapted(adapted) -> None:
         best = max(alone, record["line_models_and_classifier"]["accuracy"])
         print(f"the adapted line models read fewer of them ({best:.1%}): the run's reader is "
               "kept; more labelled images may help")  # fmt: skip
-    print(f"min_confidence={record['min_confidence']:.4f}: accepts {after['accepted']:.1%} of "
-          f"them, 99% right (before: {before['accepted']:.1%})")  # fmt: skip
+    if record["min_confidence"] >= 1:
+        print("min_confidence=1: the surest held-out readings are not 99% right, so every "
+              "reading is marked unsure (read's --min-confidence chooses another)")  # fmt: skip
+    elif after["accepted"] == 0:
+        print(f"min_confidence={record['min_confidence']:.4f}, read's default: none of them "
+              "is read that surely")  # fmt: skip
+    else:
+        print(f"min_confidence={record['min_confidence']:.4f}: accepts {after['accepted']:.1%} "
+              f"of them, 99% right (before: {before['accepted']:.1%})")  # fmt: skip
     print(f"reader={adapted.path}")
 
 

@@ -20,6 +20,7 @@ import pytest
 
 import mnistlab
 from mnistlab.read import Reader, labelled
+from mnistlab.read.reader import MIN_CONFIDENCE
 from mnistlab.report import read_documents
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,6 +117,9 @@ def test_adapt_improves_the_held_out_reading_and_read_uses_it(cli, default_run, 
     text = json.loads(answer.stdout.splitlines()[0])["text"]
     assert text == Reader.from_run(out, min_confidence=0.0).read(image).text
     assert Reader.from_run(out).min_confidence == record["min_confidence"]
+    # Never below the package's threshold: on held-out fields of the same writers, 0.39
+    # looked 99% right; on the other 380 cheques, what it accepts is 93% right.
+    assert record["min_confidence"] >= MIN_CONFIDENCE, record
     (reading,) = mnistlab.read_numbers(out, image)
     assert reading.text == text
     assert reading.unsure == (reading.confidence < record["min_confidence"])

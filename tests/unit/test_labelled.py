@@ -97,3 +97,41 @@ def test_a_damaged_reader_folder_is_a_run_error(tmp_path):
     (folder / runs.READER_RECORD).write_text(json.dumps({"min_confidence": 0.5}))
     with pytest.raises(runs.RunError, match="missing or damaged line model weights"):
         reader_of(tmp_path)
+
+
+class Sure:
+    """A reader whose readings are '1' at the confidences given."""
+
+    def __init__(self, confidences):
+        self.confidences = confidences
+
+    def read_many(self, images):
+        from mnistlab.read import Reading
+
+        return [Reading("1", c, False, []) for c in self.confidences]
+
+
+@pytest.mark.parametrize(
+    "confidences, texts, threshold, accepted",
+    [
+        ([0.9999, 0.998, 0.9], ["1", "1", "1"], 0.998, 0.6667),  # not 0.9: the floor
+        ([0.9, 0.5], ["1", "1"], MIN_CONFIDENCE, 0.0),  # none that sure: the floor
+        ([0.998, 0.5], ["2", "1"], 1.0, 0.0),  # the surest is wrong: accept none
+    ],
+)
+def test_an_adapted_threshold_is_never_below_the_default(confidences, texts, threshold, accepted):
+    from mnistlab.read.adapt import _measure
+
+    measured = _measure(Sure(confidences), [None] * len(texts), texts)
+    assert measured["threshold"] == threshold and measured["accepted"] == accepted, measured
+
+
+def test_adapt_says_when_it_accepts_nothing(tmp_path, capsys):
+    from mnistlab import output
+    from mnistlab.read.adapt import Adapted
+
+    held = {"accuracy": 0.5, "threshold": 1.0, "accepted": 0.0}
+    record = {"held_out": 2, "trained_on": 6, "before": held, "after": held, "adapted": True,
+              "classifier": True, "line_models_alone": held, "min_confidence": 1.0}  # fmt: skip
+    output.adapted(Adapted(tmp_path, record))
+    assert "every reading is marked unsure" in capsys.readouterr().out
