@@ -9,9 +9,9 @@ classifier beside the adapted line models, and the reader that reads most of it 
 as the lowest at which the accepted readings are ACCEPTED_RIGHT right, and never below
 the package's MIN_CONFIDENCE: a reader fitted to a few hundred fields is surer than it is
 right on writers it never saw (on the benchmark's cheques, what a held-out threshold of
-0.97 accepts is 95% right; what 0.997 accepts, 97%). The copy is a run
-like any other (read, serve, evaluate and the Python API take it), with its reader in
-reader/. Each finished epoch is saved, so a killed adaptation resumes.
+0.97 accepts is 95% right; what 0.997 accepts, 97%). The copy is a run like any other
+(read, serve, evaluate and the Python API take it), with its reader in reader/. Each
+finished epoch is saved, so a killed adaptation resumes.
 """
 
 from __future__ import annotations
