@@ -174,6 +174,12 @@ def test_adapt_keeps_the_runs_reader_where_the_adapted_one_reads_fewer(
         )
     output.adapted(made)
     assert "the run's reader is kept" in capsys.readouterr().out
+    # Adapting a reader that reads without the classifier: what is kept reads as it did.
+    record_path = made.path / "reader" / "reader.json"
+    record_path.write_text(json.dumps({**record, "classifier": False}))
+    again = adapt(made.path, CHEQUES, labels, tmp_path / "again", epochs=1)
+    assert again.record["adapted"] is False and again.record["classifier"] is False
+    assert Reader.from_run(again.path).classifier is False
 
 
 def test_adapt_killed_resumes_from_its_last_epoch(default_run, cheques, tmp_path):

@@ -67,16 +67,16 @@ def adapt(config: AdaptConfig, out: Path) -> Adapted:
     start = time.perf_counter()
     with runs.locked(out, "adapted"):
         folder = _start(out, run, config)
-        line_models = reader_of(run.path).line_models
+        base = reader_of(run.path)  # the run's reader, as read uses it
         predictor = Predictor.from_run(run, config.model)
         examples = _examples([decoded[k] for k in train], [data.texts[k] for k in train])
         held_out = ([decoded[k] for k in test], [data.texts[k] for k in test])
         with progress.step(f"reading the {held} held-out images as the run reads them"):
-            before = _measure(Reader(predictor, 0.0, line_models), *held_out)
+            before = _measure(Reader.fitted(predictor, base, 0.0), *held_out)
         resumed: dict[str, int] = {}  # the epoch each line model's training resumed from
         fitted = [
             _fit(folder, name, model, examples, config, resumed)
-            for name, model in zip(lines.WEIGHTS, line_models, strict=True)
+            for name, model in zip(lines.WEIGHTS, base.line_models, strict=True)
         ]
         with progress.step("reading them with the adapted reader"):
             both = _measure(Reader(predictor, 0.0, fitted), *held_out)
@@ -88,8 +88,9 @@ def adapt(config: AdaptConfig, out: Path) -> Adapted:
         after = both if classifier else alone
         adapted = after["accuracy"] >= before["accuracy"]
         if not adapted:
-            after, classifier = before, True
-        for name, model in zip(lines.WEIGHTS, fitted if adapted else line_models, strict=True):
+            after, classifier = before, base.classifier
+        kept = fitted if adapted else base.line_models
+        for name, model in zip(lines.WEIGHTS, kept, strict=True):
             _save(model, folder / name)
         record = {
             "config": config.to_dict(),
