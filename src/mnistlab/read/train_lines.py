@@ -30,6 +30,7 @@ CHUNK = 2_000
 VALIDATION = 2_000
 EPOCHS = 12
 LEARNING_RATE = 2e-3
+FIRST_SEED = 1000  # of the chunks of numbers drawn; another gives other numbers
 MAX_LABEL = 8  # documents.number_strings writes at most 8 digits
 MAX_WIDTH = 256  # wider training lines (a few long numbers in large writing) are left out
 
@@ -107,7 +108,7 @@ def train(
     paper: float = 0.0,
     start: Path | None = None,
     learning_rate: float = LEARNING_RATE,
-    first_seed: int = 1000,
+    first_seed: int = FIRST_SEED,
 ):
     """Fit the line model with CTC and save its weights (batch norm folded in); from the
     weights file `start` where given (fine-tuning: no batch normalisation left to fit)."""
@@ -204,7 +205,7 @@ def main() -> None:
     parser.add_argument("--strings", type=int, default=TRAIN_STRINGS)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
-    parser.add_argument("--first-seed", type=int, default=1000, help="of the numbers drawn")
+    parser.add_argument("--first-seed", type=int, default=FIRST_SEED, help="of the numbers drawn")
     args = parser.parse_args()
     out = args.out or Path(WEIGHTS[args.augment])
     train(
