@@ -23,11 +23,14 @@ EXTRAS = {"ruled line": 0.15, "specks": 0.2, "cell border": 0.15, "dark margin":
           "bleed-through": 0.1, "tick marks": 0.1}  # fmt: skip
 # What real documents add (number_strings' `paper`), each in this fraction of those strings:
 # thousand separators, an end mark ("1.480.-"), a printed security background, an
-# underline, slanted writing; and continental 1s, with their lead-in stroke.
+# underline, slanted writing; continental 1s, with their lead-in stroke, and 9s written
+# as a P (the stem down from the loop's left: many cheque writers' 9, that an MNIST model
+# reads as 8).
 PAPER = {"separators": 0.4, "end mark": 0.35, "security background": 0.4,
          "underline": 0.15, "slant": 0.4}  # fmt: skip
 CONTINENTAL_ONES = 0.5  # of the 1s in those strings
 HOOKED_NINES = 0.5  # of the 9s: the stem's foot curls back to the left
+P_NINES = 0.3  # of the 9s: mirrored, the stem on the loop's left
 END_MARKS = (".-", "-", "=", ".", "/-", ",-", ".=")
 
 
@@ -136,8 +139,10 @@ def _as_on_documents(
     out = []
     for (glyph, _), digit in zip(glyphs, digits, strict=True):
         top, rate = styled.get(digit, (False, 0.0))
-        if rate and rng.random() < rate:
-            glyph = _stroke_to_the_left(glyph, pen, top)
+        if digit == 9 and rng.random() < P_NINES:
+            glyph = glyph[:, ::-1]
+        elif rate and rng.random() < rate:
+            glyph = _stroke_to_the_left(glyph, pen, top, rng)
         out.append((glyph, True))
     if "separators" in added and len(out) > 3:
         mark = "." if rng.random() < 0.7 else ","
@@ -165,17 +170,19 @@ def _stroke(shape: tuple[int, int], points: list[tuple[float, float]], width: fl
     return ndimage.gaussian_filter(np.asarray(image), 0.5).clip(0, 1)
 
 
-def _stroke_to_the_left(glyph: np.ndarray, pen: float, top: bool) -> np.ndarray:
+def _stroke_to_the_left(glyph: np.ndarray, pen: float, top: bool, rng) -> np.ndarray:
     """The glyph with a pen stroke from its top down to the left (a continental 1's
-    lead-in) or from its foot back to the left and up (a 9 whose foot curls back)."""
+    lead-in, up to half as long as the 1: a short one is read as 1, a long one as 11 by
+    a model that never saw it) or from its foot back to the left and up (a 9 whose foot
+    curls back)."""
     height = glyph.shape[0]
-    reach = int((0.35 if top else 0.3) * height)
+    reach = int((rng.uniform(0.25, 0.55) if top else 0.3) * height)
     glyph = np.pad(glyph, ((0, 0), (reach, 0)))
     rows, cols = np.nonzero(glyph >= INK_LEVEL)
     row = rows.min() if top else rows.max()
     column = float(cols[np.abs(rows - row) <= 1].mean())
     if top:
-        points = [(column, row), (column - reach, row + 0.4 * height)]
+        points = [(column, row), (column - reach, row + rng.uniform(0.3, 0.65) * height)]
     else:
         points = [(column, row), (column - 0.5 * reach, row), (column - reach, row - 0.15 * height)]
     return np.maximum(glyph, _stroke(glyph.shape, points, pen))

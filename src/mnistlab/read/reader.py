@@ -36,8 +36,8 @@ from mnistlab.read import lines, segment
 # Decimal places of the probabilities a Reading reports.
 PLACES = 6
 # What `read` accepts by default: readings at least this sure. Real paper makes the
-# reader surer than it is right (at 0.99, 95.3% of the accepted cheque amounts and 98.9%
-# of the register cells are right); at 0.997, 100% and 99.4% (docs/commands/read.md). An
+# reader surer than it is right (at 0.99, 97.4% of the accepted cheque amounts and 99.2%
+# of the register cells are right); at 0.997, 100% and 99.6% (docs/commands/read.md). An
 # adapted reader has its own threshold, set on the labels it held out.
 MIN_CONFIDENCE = 0.997
 # Files read per model call by Reader.read_files: their digits go in one batch.
