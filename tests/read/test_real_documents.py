@@ -67,8 +67,8 @@ def test_the_benchmark_reads_part_of_each_set_zero_shot(default_run, tmp_path):
     assert read_right["`register-cells-dev`"] >= 55, read_right
 
 
-# Measured with the default run: 100% of the 2.4% of cheques accepted, and 99.4% of the
-# 17.5% of register cells (docs/commands/read.md).
+# Measured with the default run: 100% of the 2.0% of cheques accepted, and 99.6% of the
+# 16.8% of register cells (docs/commands/read.md).
 @pytest.mark.parametrize(
     "folder, right", [(CHEQUES, 0.99), (CELLS, 0.99)], ids=["cheques", "register-cells"]
 )
