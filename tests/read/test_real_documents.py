@@ -67,8 +67,8 @@ def test_the_benchmark_reads_part_of_each_set_zero_shot(default_run, tmp_path):
     assert read_right["`register-cells-dev`"] >= 55, read_right
 
 
-# Measured with the default run: 100% of the 2.0% of cheques accepted, and 99.6% of the
-# 16.8% of register cells (docs/commands/read.md).
+# Measured with the default run: 100% of the 3.3% of cheques accepted, and 99.3% of the
+# 15.8% of register cells (docs/commands/read.md).
 @pytest.mark.parametrize(
     "folder, right", [(CHEQUES, 0.99), (CELLS, 0.99)], ids=["cheques", "register-cells"]
 )
@@ -95,9 +95,9 @@ def test_evaluate_documents_writes_its_record_in_a_run_never_evaluated(
 
 
 def test_adapt_improves_the_held_out_reading_and_read_uses_it(cli, default_run, cheques, tmp_path):
-    # 120 to train on: with 60, the shipped line models (80% of these 20 held out read
-    # right) lose to the ones fitted to so few (70%); with 120, 80% -> 92.5% of 40.
-    labels = labels_file(tmp_path / "some.csv", some_cheques(cheques, 0, 160))
+    # Cheques 160 to 320, 120 to train on: the run's reader reads 47.5% of the 40 held
+    # out, the adapted one 70.0%. The first 160 are too easy to show it (90% before).
+    labels = labels_file(tmp_path / "some.csv", some_cheques(cheques, 160, 160))
     out = tmp_path / "adapted"
     result = cli("adapt", default_run[0], CHEQUES, "--labels", labels, "--epochs", "12",
                  "--out", out, timeout=1200)  # fmt: skip

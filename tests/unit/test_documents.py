@@ -2,6 +2,7 @@
 training numbers gain what real documents add, and their texts stay the digits."""
 
 import hashlib
+import itertools
 
 import numpy as np
 
@@ -59,3 +60,35 @@ def test_some_nines_are_written_as_a_p():
     mirrored = sum(np.array_equal(g, x[9][:, ::-1] / np.float32(255)) for g, _ in out)
     hooked = sum(g.shape[1] > 28 for g, _ in out)  # the foot's stroke widens the glyph
     assert 4 <= mirrored <= 20 and hooked >= 4 and mirrored + hooked < 40
+
+
+def test_zeros_in_a_run_are_written_as_a_chain_of_loops():
+    x, y = digits()
+    zeros = x[y == 0], y[y == 0]
+
+    def overlaps(paper: float) -> int:
+        """Of 30 numbers of zeros, how many have two neighbours' ink overlapping by more
+        than a tenth of a digit's width (touching zeros only meet; slanted ones may)."""
+        made = documents.number_strings(*zeros, 30, seed=2, paper=paper)
+        return sum(
+            any(a[1] - b[0] > 0.1 * (a[1] - a[0]) for a, b in itertools.pairwise(d.spans))
+            for d in made
+        )
+
+    assert overlaps(0.0) == 0
+    assert overlaps(1.0) >= 12  # 18 with the chains, 5 (slant alone) without
+
+
+def test_some_writers_write_the_digits_after_a_separator_smaller():
+    x, _ = digits()
+    glyphs = [(x[k].astype(np.float32) / 255, True) for k in range(3)]
+    glyphs.append((np.eye(28, dtype=np.float32) * 0.45, True))  # a faint thin stroke stays ink
+    smaller = 0
+    for seed in range(20):
+        out = documents._as_on_documents(
+            glyphs, [2] * 4, {"separators"}, np.random.default_rng(seed)
+        )
+        heights = [g.shape[0] for g, is_digit in out if is_digit]
+        smaller += max(heights[1:]) < heights[0]  # 4,000: the last three
+        assert all((g >= documents.INK_LEVEL).any() for g, _ in out)
+    assert 2 <= smaller <= 12

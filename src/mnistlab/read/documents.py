@@ -25,9 +25,12 @@ EXTRAS = {"ruled line": 0.15, "specks": 0.2, "cell border": 0.15, "dark margin":
 # thousand separators, an end mark ("1.480.-"), a printed security background, an
 # underline, slanted writing; continental 1s, with their lead-in stroke, and 9s written
 # as a P (the stem down from the loop's left: many cheque writers' 9, that an MNIST model
-# reads as 8).
+# reads as 8); zeros in a run written as a chain of loops, each over the one before
+# ("50.000", that a model reads 5000 when it never saw them overlap); the digits after a
+# separator written smaller ("40.ooo").
 PAPER = {"separators": 0.4, "end mark": 0.35, "security background": 0.4,
-         "underline": 0.15, "slant": 0.4}  # fmt: skip
+         "underline": 0.15, "slant": 0.4, "linked zeros": 0.5}  # fmt: skip
+SMALL_AFTER_SEPARATOR = 0.3  # of the strings with separators
 CONTINENTAL_ONES = 0.5  # of the 1s in those strings
 HOOKED_NINES = 0.5  # of the 9s: the stem's foot curls back to the left
 P_NINES = 0.3  # of the 9s: mirrored, the stem on the loop's left
@@ -90,7 +93,12 @@ def _number(
     baseline = height - 3 * scale
     right = np.full(height, -1.0e9)  # rightmost ink per row so far
     cursor, touching, spans = 0.0, False, []
+    texts = iter(int(y[i]) for i in picks)
+    zero_before = False  # the glyph before is a 0
     for glyph, is_digit in glyphs:
+        zero = is_digit and next(texts) == 0
+        linked = "linked zeros" in added and zero and zero_before
+        zero_before = zero
         top = round(baseline - glyph.shape[0] + rng.normal(0, 0.06 * glyph.shape[0]))
         top = min(max(top, 0), height - glyph.shape[0])
         rows = slice(top, top + glyph.shape[0])
@@ -101,6 +109,8 @@ def _number(
         else:
             touches = rng.random() < TOUCHING_RATE
             gap = rng.uniform(-0.03, 0.0) if touches else rng.uniform(0.05, 0.5)
+            if linked:
+                touches, gap = True, rng.uniform(-0.15, -0.02)
             gap *= glyph.shape[0]  # in proportion to the writing's size
             # Place the glyph so that its ink comes `gap` px from the ink before it.
             left = int(np.floor(np.max(right[rows] - first) + 1 + gap))
@@ -146,6 +156,9 @@ def _as_on_documents(
         out.append((glyph, True))
     if "separators" in added and len(out) > 3:
         mark = "." if rng.random() < 0.7 else ","
+        if rng.random() < SMALL_AFTER_SEPARATOR:
+            factor = rng.uniform(0.55, 0.85)
+            out[-3:] = [(_scaled(g, factor), True) for g, _ in out[-3:]]
         for k in range(len(digits) - 3, 0, -3):  # thousands, from the right
             out.insert(k, (_mark(mark, height, pen, rng), False))
     if "end mark" in added:
@@ -154,6 +167,13 @@ def _as_on_documents(
         shear = rng.uniform(-0.15, 0.4)
         out = [(_slanted(g, shear), is_digit) for g, is_digit in out]
     return out
+
+
+def _scaled(glyph: np.ndarray, factor: float) -> np.ndarray:
+    """The glyph made smaller, in full ink (a thin or faint stroke would fade out)."""
+    size = (max(1, round(glyph.shape[0] * factor)), max(1, round(glyph.shape[1] * factor)))
+    small = _resize(glyph, size, Image.Resampling.BILINEAR).clip(0, 1)
+    return small / max(float(small.max()), 1e-6)
 
 
 def _pen_width(glyph: np.ndarray) -> float:
@@ -172,17 +192,17 @@ def _stroke(shape: tuple[int, int], points: list[tuple[float, float]], width: fl
 
 def _stroke_to_the_left(glyph: np.ndarray, pen: float, top: bool, rng) -> np.ndarray:
     """The glyph with a pen stroke from its top down to the left (a continental 1's
-    lead-in, up to half as long as the 1: a short one is read as 1, a long one as 11 by
+    lead-in, up to 0.7 times as long as the 1: a short one is read as 1, a long one as 11 by
     a model that never saw it) or from its foot back to the left and up (a 9 whose foot
     curls back)."""
     height = glyph.shape[0]
-    reach = int((rng.uniform(0.25, 0.55) if top else 0.3) * height)
+    reach = int((rng.uniform(0.25, 0.7) if top else 0.3) * height)
     glyph = np.pad(glyph, ((0, 0), (reach, 0)))
     rows, cols = np.nonzero(glyph >= INK_LEVEL)
     row = rows.min() if top else rows.max()
     column = float(cols[np.abs(rows - row) <= 1].mean())
     if top:
-        points = [(column, row), (column - reach, row + rng.uniform(0.3, 0.65) * height)]
+        points = [(column, row), (column - reach, row + rng.uniform(0.3, 0.9) * height)]
     else:
         points = [(column, row), (column - 0.5 * reach, row), (column - reach, row - 0.15 * height)]
     return np.maximum(glyph, _stroke(glyph.shape, points, pen))
