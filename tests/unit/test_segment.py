@@ -3,7 +3,7 @@ read by the line model that ships with the package and split by segment.Field.sp
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from mnistlab import images
@@ -196,3 +196,64 @@ def test_runs_are_a_binary_opening_by_a_line_in_linear_time():
             padded = np.pad(mask, length)
             opened = ndimage.binary_opening(padded, structure=line)[length:-length, length:-length]
             np.testing.assert_array_equal(segment._runs(mask, length, axis), opened)
+
+
+def small(mnist, label: int) -> np.ndarray:
+    """A test digit of that label at its own size (about 20 px tall), cropped to its ink."""
+    ink = mnist.x_test[np.flatnonzero(mnist.y_test == label)[0]].astype(np.float32) / 255
+    rows, cols = np.flatnonzero(ink.max(1) > 0.3), np.flatnonzero(ink.max(0) > 0.3)
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def cell(mnist, draw=None, labels=(2, 7), shape=(230, 140), row=70, gap=4) -> np.ndarray:
+    """A register cell as scanned (230 x 140, as the real ones): a number written from
+    column 45 at `row`, and what `draw` adds around it."""
+    ink = np.zeros(shape, np.float32)
+    left = 45
+    for label in labels:
+        glyph = small(mnist, label)
+        region = ink[row : row + glyph.shape[0], left : left + glyph.shape[1]]
+        np.maximum(region, glyph, out=region)
+        left += glyph.shape[1] + gap
+    if draw:
+        canvas = Image.fromarray((ink * 255).astype(np.uint8))
+        draw(ImageDraw.Draw(canvas))
+        ink = np.asarray(canvas, np.float32) / 255
+    return scan(ink)
+
+
+# What sits in a register cell beside its number (as in shared/data's register cells).
+CELL_MARKS = {
+    # Its ruled edge, skewed by the scan: 5 columns over the cell's height.
+    "skewed rule": lambda d: d.line([(120, 0), (125, 229)], fill=255, width=3),
+    # A ruled edge printed as dashes, each heavier than a digit.
+    "dashed rule": lambda d: [
+        d.line([(20, y), (20, y + 40)], fill=255, width=3) for y in range(12, 200, 48)
+    ],
+    # The end of a rule running to the cell's foot, in the number's columns.
+    "rule end below": lambda d: d.line([(52, 190), (52, 229)], fill=255, width=3),
+    # The next entry's writing, cut by the cell's foot.
+    "cut at the foot": lambda d: d.ellipse([(40, 200), (100, 260)], outline=255, width=3),
+    # A bar far to the right on the number's line: what is left of a border.
+    "far bar": lambda d: d.line([(118, 72), (118, 88)], fill=255, width=2),
+    # A printed caption along the foot, with more ink than the number.
+    "caption": lambda d: d.text(
+        (4, 212), "Trykt for Kirkem", fill=255, font=ImageFont.load_default(),
+        stroke_width=1, stroke_fill=255,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("mark", list(CELL_MARKS))
+def test_in_a_cell_only_the_number_is_read(mnist, mark):
+    field = segment.find_field(cell(mnist, CELL_MARKS[mark]))
+    rows = np.flatnonzero(field.ink.any(1))
+    assert rows[0] >= 66 and rows[-1] <= 96, (rows[0], rows[-1])  # the number's rows
+    assert read(field)[0] == "27"
+
+
+def test_a_wide_space_in_a_number_on_a_tall_crop_is_kept(mnist):
+    """A cheque's amount cut with room above and below (under CELL_HEIGHTS text heights)
+    keeps the digits after its separator's space; a cell's number is not this spaced."""
+    gray = cell(mnist, labels=(2, 8, 0, 5), shape=(62, 200), row=21, gap=26)
+    assert read(segment.find_field(gray))[0] == "2805"

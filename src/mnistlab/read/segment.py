@@ -57,7 +57,9 @@ LINE_HEIGHTS = 1.5
 BORDER_HEIGHTS = 1.15
 EDGE_FRACTION = 0.15  # "at the edge": within this fraction of the width from a side
 LINE_WIDTH = 0.1  # a border is at most this many times as wide as it is tall
-CELL_HEIGHTS = 2.5  # a crop this many text heights tall is a cell: its tall lines are rules
+# A crop this many text heights tall is a cell: its tall lines are rules. Measured: the
+# cheques' crops are at most 2.9 text heights tall, 99% of the register cells at least 4.5.
+CELL_HEIGHTS = 3.5
 # Sizes in text heights.
 SPECK = 0.3  # a component smaller than this both ways, standing alone, is a speck
 MIN_DIGIT = 8  # pixels: a mark less tall than this is never a digit (MNIST's are 20)
@@ -71,6 +73,10 @@ MARK_WIDTH = 1.5
 # the next cell, unless it is this many text heights wide (a digit joined to a rule that
 # runs to the border).
 ON_RULE = 1.5
+# In a cell, the number's blobs are at most this many text heights apart: a mark further
+# to one side is a rule's remains or another entry. Measured on the register cells
+# (`cnn`): 0.75 reads 83.9%, 1.0 84.0%, 1.5 83.8%, no limit 83.2%.
+NUMBER_GAP = 1.0
 # A blob with no digit of its own joins the nearest digit within this many text heights.
 NEAR_CENTRE = 0.5
 
@@ -269,11 +275,12 @@ def _without_lines(mask: np.ndarray, paper_width: int) -> np.ndarray:
     # Tall: against the marked rows (a cell's border, its ends painted over as margin).
     marked = np.flatnonzero(mask.any(1))
     tall_side = int(marked[-1] - marked[0] + 1) if marked.size else 0
-    # A scanned rule is skewed by a pixel or two and broken here and there: thickened
-    # across itself and closed along itself, it is one run. A border is at least half the
-    # image tall: a tall 1 in a cell is not one.
+    # A scanned rule is skewed and broken here and there: thickened across itself and
+    # closed along itself, it is one run. A cell's border drifts by up to 6 columns over
+    # its height and may be printed as dashes a tenth of it apart. A border is at least
+    # half the image tall: a tall 1 in a cell is not one.
     flat = _thickened(mask, (3, 1), (1, 3))
-    upright = _thickened(mask, (1, 3), (5, 1))
+    upright = _thickened(mask, (1, 7), (max(5, height // 10), 1))
     across = _runs(flat, max(3, paper_width // 2), axis=1) & mask
     down = _thin(_runs(upright, max(3, int(0.8 * tall_side), height // 2), axis=0) & mask)
     lines = across | down
@@ -363,6 +370,7 @@ def _blobs(boxes: list[tuple[slice, slice]], height: float) -> list[list[int]]:
             if (
                 _overlap(cols, boxes[i][1]) >= 0.7 * narrow
                 and _overlap(rows, boxes[i][0]) <= 0.5 * short
+                and _gap(rows, boxes[i][0]) <= NEAR * height
             ):
                 blobs[-1].append(i)
                 continue
@@ -388,28 +396,49 @@ def _blobs(boxes: list[tuple[slice, slice]], height: float) -> list[list[int]]:
 
 
 def _main_line(blobs: list[list[int]], boxes, labels: np.ndarray) -> list[list[int]]:
-    """In a cell much taller than its writing: the blobs on the line of the blob with the
-    most ink, leaving out what touches the cell's sides (the remains of its borders) and
-    other lines (a printed caption, a note above the entry)."""
+    """In a cell much taller than its writing: the blobs next to each other on the line of
+    the heaviest blob (ink times height: a written digit outweighs a printed caption's
+    small letters) that does not touch the cell's sides (the remains of its borders, the
+    next entry cut by the crop), leaving out other lines (a caption, a note above the
+    entry) and marks far to one side."""
     height, width = labels.shape
 
-    def sliver(b: list[int]) -> bool:  # a mark along a side, not as wide as a digit on a rule
+    def touches(b: list[int]) -> bool:
         rows, cols = _rows(boxes, b), _span(boxes, b)
-        touches = rows.start == 0 or rows.stop == height or cols.start == 0 or cols.stop == width
-        return touches and cols.stop - cols.start < ON_RULE * text
+        return rows.start == 0 or rows.stop == height or cols.start == 0 or cols.stop == width
+
+    def sliver(b: list[int]) -> bool:  # a mark along a side, not as wide as a digit on a rule
+        return touches(b) and _span(boxes, b).stop - _span(boxes, b).start < ON_RULE * text
 
     text = _text_height(labels, len(boxes))
     inside = [b for b in blobs if not sliver(b)]
     if not inside:
         return []
     areas = ndimage.sum_labels(labels > 0, labels, np.arange(1, len(boxes) + 1))
-    band = _rows(boxes, max(inside, key=lambda b: sum(areas[m] for m in b)))
-    return [
+
+    def weight(b: list[int]) -> float:
+        rows = _rows(boxes, b)
+        return sum(areas[m] for m in b) * (rows.stop - rows.start)
+
+    main = max([b for b in inside if not touches(b)] or inside, key=weight)
+    band = _rows(boxes, main)
+    line = [
         b
         for b in inside
         if _overlap(rows := _rows(boxes, b), band)
         >= 0.5 * min(rows.stop - rows.start, band.stop - band.start)
     ]
+    line.sort(key=lambda b: _span(boxes, b).start)
+
+    def near(a: list[int], b: list[int]) -> bool:  # a left of b, within NUMBER_GAP
+        return _span(boxes, b).start - _span(boxes, a).stop <= NUMBER_GAP * text
+
+    first = last = line.index(main)
+    while first > 0 and near(line[first - 1], line[first]):
+        first -= 1
+    while last < len(line) - 1 and near(line[last], line[last + 1]):
+        last += 1
+    return line[first : last + 1]
 
 
 def _overlap(a: slice, b: slice) -> int:
