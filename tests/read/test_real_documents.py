@@ -24,6 +24,9 @@ from mnistlab.read.reader import MIN_CONFIDENCE
 from mnistlab.report import read_documents
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from read_real import corrected  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
 CHEQUES, CELLS = DATA / "cheques-dev", DATA / "register-cells-dev"
 
@@ -61,19 +64,22 @@ def test_the_benchmark_reads_part_of_each_set_zero_shot(default_run, tmp_path):
     record = json.loads(out.read_text())
     rows = {row[0]: row for row in record["tables"][0]["rows"]}
     read_right = {name: float(row[2].strip("*%")) for name, row in rows.items()}
-    # Measured with the default run on these 80 of each (see docs/read.md for all of them
-    # and the cnn): far above what the reader read before it saw paper (44% and 9%).
-    assert read_right["`cheques-dev`"] >= 45, read_right
-    assert read_right["`register-cells-dev`"] >= 55, read_right
+    # Measured with the default run on these 80 of each: 67.5% and 80.0% (see
+    # docs/read.md for all of them and the cnn); before the reader saw paper, 44% and 9%.
+    assert read_right["`cheques-dev`"] >= 60, read_right
+    assert read_right["`register-cells-dev`"] >= 70, read_right
 
 
-# Measured with the default run: 100% of the 3.3% of cheques accepted, and 99.3% of the
-# 15.8% of register cells (docs/commands/read.md).
+# Measured with the default run, against the labels with the label errors of
+# benchmarks/label_errors.csv corrected (as given, the register cells' are 98.8% right:
+# 5 of the 6 accepted that are not their label are label errors): 100% of the 3.5% of
+# cheques accepted, and 99.8% of the 19.0% of register cells (docs/commands/read.md).
 @pytest.mark.parametrize(
     "folder, right", [(CHEQUES, 0.99), (CELLS, 0.99)], ids=["cheques", "register-cells"]
 )
 def test_what_read_accepts_by_default_is_mostly_right(default_run, folder, right):
-    record = read_documents(Reader.from_run(default_run[0]), labelled.load(folder, skip_other=True))
+    data, _ = corrected(labelled.load(folder, skip_other=True), folder.name)
+    record = read_documents(Reader.from_run(default_run[0]), data)
     default = record["default"]
     assert default["accepted"] > 0.01, default  # it does accept some
     assert default["right"] >= right, default
