@@ -147,11 +147,12 @@ def main() -> None:
         data = labelled.load(folder, skip_other=True)
         if args.limit:
             data = subset(data, np.random.default_rng(0).permutation(len(data.texts))[: args.limit])
-        zero = read_documents(Reader.from_run(args.run), data)
+        reader = Reader.from_run(args.run)
+        zero = read_documents(reader, data)
         fixed_data, fixed = corrected(data, name)
         default = _accepted(zero["default"])
         if fixed:
-            right = read_documents(Reader.from_run(args.run), fixed_data)["default"]["right"]
+            right = read_documents(reader, fixed_data)["default"]["right"]
             errors = f"{fixed} label error" + "s" * (fixed > 1)
             default += f"; {_pct(right)} with the {errors} corrected"
         per_second = through_read(args.run, data)

@@ -408,7 +408,8 @@ def _main_line(blobs: list[list[int]], boxes, labels: np.ndarray) -> list[list[i
         return rows.start == 0 or rows.stop == height or cols.start == 0 or cols.stop == width
 
     def sliver(b: list[int]) -> bool:  # a mark along a side, not as wide as a digit on a rule
-        return touches(b) and _span(boxes, b).stop - _span(boxes, b).start < ON_RULE * text
+        cols = _span(boxes, b)
+        return touches(b) and cols.stop - cols.start < ON_RULE * text
 
     text = _text_height(labels, len(boxes))
     inside = [b for b in blobs if not sliver(b)]
