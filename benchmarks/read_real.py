@@ -1,6 +1,8 @@
 """Numbers on real paper: cheque amounts (cheques-dev) and register cells
 (register-cells-dev, the labels that are numbers), read zero-shot by a run's reader and,
-with --adapt, by the reader adapted on one part and tested on the rest (fixed split).
+with --adapt, by the reader adapted on one part and tested on the rest (fixed split);
+where adapt names held-out images read surely and not as labelled whose labels are
+listed label errors, adapted again with those corrected, as a user checking them would.
 Tesseract (one text line, digits only) reads the same images beside it where installed.
 What the reader accepts by default is also measured against the labels with the label
 errors in label_errors.csv corrected: images whose label is not what is written on them.
@@ -111,19 +113,35 @@ def through_read(run: Path, data: labelled.Labelled) -> dict:
 
 
 def adapted(
-    run: Path, folder: Path, data: labelled.Labelled, train: int, epochs: int
-) -> tuple[dict, dict]:
-    """Adapt on the first `train` of a seeded permutation; read the rest."""
+    run: Path,
+    folder: Path,
+    data: labelled.Labelled,
+    fixed: labelled.Labelled,
+    train: int,
+    epochs: int,
+    checked: frozenset[str] = frozenset(),
+) -> tuple[dict, dict, dict, int]:
+    """Adapt on the first `train` of a seeded permutation, as labelled except the files
+    `checked` (their labels corrected, as a user does with those adapt names); read the
+    rest, judged as labelled and with the label errors corrected (and how many it holds)."""
     order = np.random.default_rng(0).permutation(len(data.texts))
     with tempfile.TemporaryDirectory() as tmp:
         labels = Path(tmp) / "train.csv"
         with open(labels, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["filename", "label"])
-            writer.writerows([data.paths[k].name, data.texts[k]] for k in order[:train])
+            writer.writerows(
+                [data.paths[k].name, (fixed if data.paths[k].name in checked else data).texts[k]]
+                for k in order[:train]
+            )
         config = AdaptConfig(run=str(run), folder=str(folder), labels=str(labels), epochs=epochs)
         made = adapt(config, Path(tmp) / "reader")
-        return made.record, read_documents(Reader.from_run(made.path), subset(data, order[train:]))
+        reader = Reader.from_run(made.path)
+        rest = order[train:]
+        after = read_documents(reader, subset(data, rest))
+        errors = sum(data.texts[k] != fixed.texts[k] for k in rest)
+        fixed_after = read_documents(reader, subset(fixed, rest)) if errors else after
+        return made.record, after, fixed_after, errors
 
 
 def main() -> None:
@@ -150,48 +168,44 @@ def main() -> None:
         reader = Reader.from_run(args.run)
         zero = read_documents(reader, data)
         fixed_data, fixed = corrected(data, name)
-        default = _accepted(zero["default"])
-        if fixed:
-            right = read_documents(reader, fixed_data)["default"]["right"]
-            errors = f"{fixed} label error" + "s" * (fixed > 1)
-            default += f"; {_pct(right)} with the {errors} corrected"
+        fixed_zero = read_documents(reader, fixed_data) if fixed else zero
         per_second = through_read(args.run, data)
         tess = tesseract(data)
-        best = zero["at_99"]
         rows.append([
-            f"`{name}`", f"{len(data.texts):,}", f"**{zero['accuracy']:.1%}**",
-            default,
-            f"{best['coverage']:.1%} (at {best['threshold']:.6g})" if best else "0%",
+            f"`{name}`", f"{len(data.texts):,}",
+            f"**{zero['accuracy']:.1%}**" + _fixed(fixed_zero["accuracy"], fixed),
+            _accepted(zero["default"]) + _fixed(fixed_zero["default"]["right"], fixed, " right"),
+            _at_99(zero["at_99"]) + _fixed(_at_99(fixed_zero["at_99"]), fixed),
             f"{zero['no_number']}", f"{zero['strings_per_second']:.0f}",
             f"{per_second['started']:.0f} ({per_second['whole']:.0f} with start-up)",
             f"{tess['accuracy']:.1%} ({tess['per_second']:.0f}/s)" if tess else "not installed",
         ])  # fmt: skip
-        print(name, zero["accuracy"], zero["default"], best, tess, flush=True)
+        print(name, zero["accuracy"], zero["default"], zero["at_99"], tess, flush=True)
+        print(name, "corrected", fixed_zero["accuracy"], fixed_zero["default"],
+              fixed_zero["at_99"], flush=True)  # fmt: skip
         exact, accepted, adapted_exact = TARGETS[name]
-        default_ok = (zero["default"]["right"] or 0) >= 0.99
+        # What is accepted is judged against the corrected labels: sure readings are where
+        # label errors gather.
+        default = fixed_zero["default"]
         targets += [
             _target(f"{name}: zero-shot exact >= {exact:.0%}", zero["accuracy"], exact),
             {
-                "target": f"{name}: accepted by default >= {accepted:.0%}, at >= 99% right",
-                "measured": f"{zero['default']['accepted']:.1%} accepted, "
-                f"{_pct(zero['default']['right'])} right",
-                "met": default_ok and zero["default"]["accepted"] >= accepted,
+                "target": f"{name}: accepted by default >= {accepted:.0%}, at >= 99% right "
+                "(label errors corrected)",
+                "measured": f"{default['accepted']:.1%} accepted, {_pct(default['right'])} right",
+                "met": (default["right"] or 0) >= 0.99 and default["accepted"] >= accepted,
             },
             _target(f"{name}: strings/s through read >= {STRINGS_PER_SECOND}",
                     per_second["started"], STRINGS_PER_SECOND, "{:.0f}"),
         ]  # fmt: skip
         if args.adapt:
-            made, after = adapted(
-                args.run, folder, data, min(train, len(data.texts) * 3 // 4), args.epochs
+            part = min(train, len(data.texts) * 3 // 4)
+            made, after, fixed_after, errors = adapted(
+                args.run, folder, data, fixed_data, part, args.epochs
             )
-            adapt_rows.append([
-                f"`{name}`",
-                f"{made['trained_on']} (+{made['held_out']} held out for the threshold)",
-                f"{len(data.texts) - made['trained_on'] - made['held_out']:,}",
-                f"{made['seconds'] / 60:.1f}", f"**{after['accuracy']:.1%}**",
-                _accepted(after["default"]),
-            ])  # fmt: skip
-            print(name, "adapted", made["after"], after["accuracy"], after["default"], flush=True)
+            adapt_rows.append(_adapt_row(f"`{name}`", made, after, fixed_after, errors))
+            print(name, "adapted", made["after"], after["accuracy"], fixed_after["accuracy"],
+                  after["default"], fixed_after["default"], flush=True)  # fmt: skip
             targets.append(
                 _target(
                     f"{name}: adapted exact >= {adapted_exact:.0%}",
@@ -199,6 +213,23 @@ def main() -> None:
                     adapted_exact,
                 )
             )
+            # The held-out images adapt read surely and not as labelled, whose label is a
+            # listed label error: corrected, as a user checking them would, and adapted again.
+            wrong = {
+                path.name
+                for path, a, b in zip(data.paths, data.texts, fixed_data.texts, strict=True)
+                if a != b
+            }
+            named = frozenset(m["file"] for m in made["after"]["sure_mistakes"]) & wrong
+            if named:
+                made, after, fixed_after, errors = adapted(
+                    args.run, folder, data, fixed_data, part, args.epochs, named
+                )
+                errors_named = f"{len(named)} label error" + "s" * (len(named) > 1)
+                label = f"`{name}`, the {errors_named} adapt named corrected"
+                adapt_rows.append(_adapt_row(label, made, after, fixed_after, errors))
+                print(name, "adapted again", made["after"], after["accuracy"],
+                      fixed_after["default"], flush=True)  # fmt: skip
     tables = [{
         "title": "Zero-shot: the reader that ships with the package and the run's classifier",
         "columns": ["set", "images", "read right", "accepted by default",
@@ -223,6 +254,29 @@ def _target(what: str, measured: float, bar: float, form: str = "{:.1%}") -> dic
 
 def _accepted(default: dict) -> str:
     return f"{default['accepted']:.1%} ({_pct(default['right'])} right)"
+
+
+def _adapt_row(label: str, made: dict, after: dict, fixed_after: dict, errors: int) -> list:
+    return [
+        label,
+        f"{made['trained_on']} (+{made['held_out']} held out for the threshold)",
+        f"{after['n']:,}",
+        f"{made['seconds'] / 60:.1f}",
+        f"**{after['accuracy']:.1%}**" + _fixed(fixed_after["accuracy"], errors),
+        _accepted(after["default"]) + _fixed(fixed_after["default"]["right"], errors, " right"),
+    ]
+
+
+def _at_99(best: dict | None) -> str:
+    return f"{best['coverage']:.1%} (at {best['threshold']:.6g})" if best else "0%"
+
+
+def _fixed(figure: float | str | None, fixed: int, what: str = "") -> str:
+    """A figure against the labels with `fixed` label errors corrected, if there are any."""
+    if not fixed:
+        return ""
+    shown = figure if isinstance(figure, str) else _pct(figure)
+    return f"; {shown}{what} with the {fixed} label error{'s' * (fixed > 1)} corrected"
 
 
 def _pct(share: float | None) -> str:

@@ -13,6 +13,9 @@ from mnistlab.config import NUM_CLASSES
 from mnistlab.data import class_counts
 from mnistlab.errors import UserError
 
+# How many of the held-out images adapt read surely and not as labelled it names.
+SURE_MISTAKES_SHOWN = 5
+
 
 def each_file(args: argparse.Namespace, job, done: str, sep: str) -> int:
     """Answer every image file named (folders: the images in them) with the Job: a line
@@ -244,6 +247,17 @@ def adapted(adapted) -> None:
     else:
         print(f"min_confidence={record['min_confidence']:.4f}: accepts {after['accepted']:.1%} "
               f"of them, 99% right (before: {before['accepted']:.1%})")  # fmt: skip
+    mistakes = after["sure_mistakes"]
+    if mistakes:
+        print(f"{len(mistakes)} held out read surely and not as labelled (a label that is "
+              "not what the image shows raises the threshold: check them, correct and adapt "
+              "again):")  # fmt: skip
+        for m in mistakes[:SURE_MISTAKES_SHOWN]:
+            print(f"  {m['file']}: labelled {m['label']}, read {m['read']} "
+                  f"(confidence {m['confidence']:.6f})")  # fmt: skip
+        if len(mistakes) > SURE_MISTAKES_SHOWN:
+            print(f"  and {len(mistakes) - SURE_MISTAKES_SHOWN} more: reader/reader.json, "
+                  "after.sure_mistakes")  # fmt: skip
     print(f"reader={adapted.path}")
 
 

@@ -2,6 +2,7 @@
 reader folder an adapted run carries."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,15 +123,36 @@ class Sure:
 def test_an_adapted_threshold_is_never_below_the_default(confidences, texts, threshold, accepted):
     from mnistlab.read.adapt import _measure
 
-    measured = _measure(Sure(confidences), [None] * len(texts), texts)
+    measured = _measure(Sure(confidences), [None] * len(texts), texts, ["f.png"] * len(texts))
     assert measured["threshold"] == threshold and measured["accepted"] == accepted, measured
+
+
+def test_adapt_names_the_held_out_images_read_surely_and_not_as_labelled(capsys):
+    # A label that is not what the image shows is a sure mistake: it raises the threshold.
+    from mnistlab import output
+    from mnistlab.read.adapt import Adapted, _measure
+
+    texts = ["1", "2", "1", "7", "3"]
+    names = ["a.png", "b.png", "c.png", "d.png", "e.png"]
+    measured = _measure(Sure([0.9999, 0.998, 0.997, 0.9995, 0.9]), [None] * 5, texts, names)
+    assert [m["file"] for m in measured["sure_mistakes"]] == ["d.png", "b.png"]  # surest first
+    assert measured["sure_mistakes"][0] == {
+        "file": "d.png", "label": "7", "read": "1", "confidence": 0.9995
+    }  # fmt: skip
+    record = {"held_out": 5, "trained_on": 15, "before": measured, "after": measured,
+              "adapted": True, "classifier": True, "line_models_alone": measured,
+              "min_confidence": measured["threshold"]}  # fmt: skip
+    output.adapted(Adapted(Path("out"), record))
+    said = capsys.readouterr().out
+    assert "2 held out read surely and not as labelled" in said
+    assert "  d.png: labelled 7, read 1 (confidence 0.999500)" in said
 
 
 def test_adapt_says_when_it_accepts_nothing(tmp_path, capsys):
     from mnistlab import output
     from mnistlab.read.adapt import Adapted
 
-    held = {"accuracy": 0.5, "threshold": 1.0, "accepted": 0.0}
+    held = {"accuracy": 0.5, "threshold": 1.0, "accepted": 0.0, "sure_mistakes": []}
     record = {"held_out": 2, "trained_on": 6, "before": held, "after": held, "adapted": True,
               "classifier": True, "line_models_alone": held, "min_confidence": 1.0}  # fmt: skip
     output.adapted(Adapted(tmp_path, record))
