@@ -175,6 +175,11 @@ def documents_summary(record: dict, path) -> None:
             f"accepted where 99% right: {best['coverage']:.1%} "
             f"(--min-confidence {best['threshold']:.6g})"
         )
+    _sure_mistakes(
+        record["sure_mistakes"],
+        "images accepted and not as labelled (the reader's mistake or the label's: check them)",
+        f"{path}, sure_mistakes",
+    )
     rows = [
         [f"{r['threshold']:g}", f"{r['accepted']:.1%}", _right(r["right"])]
         for r in record["risk_coverage"]
@@ -247,18 +252,25 @@ def adapted(adapted) -> None:
     else:
         print(f"min_confidence={record['min_confidence']:.4f}: accepts {after['accepted']:.1%} "
               f"of them, 99% right (before: {before['accepted']:.1%})")  # fmt: skip
-    mistakes = after["sure_mistakes"]
-    if mistakes:
-        print(f"{len(mistakes)} held out read surely and not as labelled (a label that is "
-              "not what the image shows raises the threshold: check them, correct and adapt "
-              "again):")  # fmt: skip
-        for m in mistakes[:SURE_MISTAKES_SHOWN]:
-            print(f"  {m['file']}: labelled {m['label']}, read {m['read']} "
-                  f"(confidence {m['confidence']:.6f})")  # fmt: skip
-        if len(mistakes) > SURE_MISTAKES_SHOWN:
-            print(f"  and {len(mistakes) - SURE_MISTAKES_SHOWN} more: reader/reader.json, "
-                  "after.sure_mistakes")  # fmt: skip
+    _sure_mistakes(
+        after["sure_mistakes"],
+        "held-out images read surely and not as labelled (a label that is not what the image "
+        "shows raises the threshold: check them, correct and adapt again)",
+        "reader/reader.json, after.sure_mistakes",
+    )
     print(f"reader={adapted.path}")
+
+
+def _sure_mistakes(mistakes: list[dict], what: str, where: str) -> None:
+    """The readings accepted and not as labelled (reader.sure_mistakes), surest first."""
+    if not mistakes:
+        return
+    print(f"{len(mistakes)} {what}:")
+    for m in mistakes[:SURE_MISTAKES_SHOWN]:
+        print(f"  {m['file']}: labelled {m['label']}, read {m['read']} "
+              f"(confidence {m['confidence']:.6f})")  # fmt: skip
+    if len(mistakes) > SURE_MISTAKES_SHOWN:
+        print(f"  and {len(mistakes) - SURE_MISTAKES_SHOWN} more: {where}")
 
 
 def print_trial(study, trial) -> None:

@@ -84,6 +84,9 @@ def test_what_read_accepts_by_default_is_mostly_right(default_run, folder, right
     default = record["default"]
     assert default["accepted"] > 0.01, default  # it does accept some
     assert default["right"] >= right, default
+    # The accepted that are not their label, named for a person to check.
+    wrong = round(default["accepted"] * record["n"] * (1 - default["right"]))
+    assert len(record["sure_mistakes"]) == wrong, record["sure_mistakes"]
     everything = record["risk_coverage"][0]
     assert everything["threshold"] == 0.0 and everything["right"] < default["right"]
 

@@ -144,8 +144,32 @@ def test_adapt_names_the_held_out_images_read_surely_and_not_as_labelled(capsys)
               "min_confidence": measured["threshold"]}  # fmt: skip
     output.adapted(Adapted(Path("out"), record))
     said = capsys.readouterr().out
-    assert "2 held out read surely and not as labelled" in said
+    assert "2 held-out images read surely and not as labelled" in said
     assert "  d.png: labelled 7, read 1 (confidence 0.999500)" in said
+
+
+def test_sure_mistakes_are_the_accepted_readings_not_their_label_surest_first(capsys):
+    from mnistlab import output
+    from mnistlab.read import Reading, sure_mistakes
+
+    readings = [Reading(t, c, False, []) for t, c in
+                [("12", 0.999), ("7", 0.9999), ("3", 0.9), ("40", 0.995)]]  # fmt: skip
+    readings += [None, UserError("no digits found")]
+    texts = ["12", "1", "8", "41", "5", "6"]
+    names = [f"{k}.png" for k in range(6)]
+    mistakes = sure_mistakes(readings, texts, names, 0.99)
+    assert [(m["file"], m["label"], m["read"]) for m in mistakes] == [
+        ("1.png", "1", "7"), ("3.png", "41", "40")
+    ]  # fmt: skip
+    assert len(sure_mistakes(readings, texts, names, 0.0)) == 3  # never a reading not made
+    record = {"n": 6, "left_out": 0, "accuracy": 1 / 6, "no_number": 2,
+              "strings_per_second": 10.0, "sure_mistakes": mistakes, "at_99": None,
+              "default": {"threshold": 0.99, "accepted": 0.5, "right": 1 / 3},
+              "risk_coverage": []}  # fmt: skip
+    output.documents_summary(record, "record.json")
+    said = capsys.readouterr().out
+    assert "2 images accepted and not as labelled" in said
+    assert "  1.png: labelled 1, read 7 (confidence 0.999900)" in said
 
 
 def test_adapt_says_when_it_accepts_nothing(tmp_path, capsys):

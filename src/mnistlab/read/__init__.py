@@ -13,6 +13,7 @@ from mnistlab.read.reader import (
     judged,
     read_paths,
     reader_of,
+    sure_mistakes,
 )
 from mnistlab.read.segment import SegmentError
 
@@ -28,4 +29,5 @@ __all__ = [
     "judged",
     "read_paths",
     "reader_of",
+    "sure_mistakes",
 ]

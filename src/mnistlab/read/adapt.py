@@ -31,7 +31,7 @@ from mnistlab.errors import UserError
 from mnistlab.metrics import coverage_at, risk_coverage
 from mnistlab.predictor import Predictor
 from mnistlab.read import labelled, lines
-from mnistlab.read.reader import MIN_CONFIDENCE, Reader, judged, reader_of
+from mnistlab.read.reader import MIN_CONFIDENCE, Reader, judged, reader_of, sure_mistakes
 
 # The threshold makes the accepted held-out readings at least this often right.
 ACCEPTED_RIGHT = 0.99
@@ -220,29 +220,18 @@ def _measure(
     """Exact readings, and the lowest threshold of at least MIN_CONFIDENCE (with its
     share accepted) at which the accepted are ACCEPTED_RIGHT right: 1.0, accepting none,
     where readings that sure are too often wrong; MIN_CONFIDENCE where there are none.
-    With them, the sure mistakes: the images read otherwise than labelled at
-    MIN_CONFIDENCE or above, surest first. Each raises the threshold, and where the label
-    is not what the image shows, correcting it lowers it again (on the benchmark's register
-    cells, 6 such labels among 500 held out set it at 0.999996)."""
+    With them, the sure mistakes (reader.sure_mistakes at MIN_CONFIDENCE): where a label
+    is not what the image shows, correcting it lowers the threshold again (on the
+    benchmark's register cells, 6 such labels among 500 held out set it at 0.999996)."""
     readings = reader.read_many(list(decoded))
     right, confidence = judged(readings, texts)
     table = [r for r in risk_coverage(right, confidence) if r["threshold"] >= MIN_CONFIDENCE]
     row = coverage_at(table, ACCEPTED_RIGHT)
-    sure = [k for k in np.argsort(-confidence, kind="stable") if confidence[k] >= MIN_CONFIDENCE]
     return {
         "accuracy": round(float(right.mean()), 4),
         "threshold": round(row["threshold"], 6) if row else 1.0 if table else MIN_CONFIDENCE,
         "accepted": round(row["coverage"], 4) if row else 0.0,
-        "sure_mistakes": [
-            {
-                "file": names[k],
-                "label": texts[k],
-                "read": readings[k].text,
-                "confidence": round(float(confidence[k]), 6),
-            }
-            for k in sure
-            if not right[k]
-        ],
+        "sure_mistakes": sure_mistakes(readings, texts, names, MIN_CONFIDENCE),
     }
 
 

@@ -338,3 +338,22 @@ def judged(
     right = [isinstance(r, Reading) and r.text == t for r, t in zip(readings, texts, strict=True)]
     confidence = [r.confidence if isinstance(r, Reading) else 0.0 for r in readings]
     return np.array(right, bool), np.array(confidence)
+
+
+def sure_mistakes(
+    readings: list[Reading | UserError | None], texts: list[str], names: list[str], threshold: float
+) -> list[dict[str, typing.Any]]:
+    """The readings accepted at `threshold` that are not their text, surest first. Each is
+    the reader's mistake or the label's (an image labelled otherwise than it is written),
+    for a person to check: a threshold set on labels has to stay above every one."""
+    right, confidence = judged(readings, texts)
+    return [
+        {
+            "file": names[k],
+            "label": texts[k],
+            "read": typing.cast(Reading, readings[k]).text,
+            "confidence": round(float(confidence[k]), PLACES),
+        }
+        for k in np.argsort(-confidence, kind="stable")
+        if not right[k] and not is_unsure(confidence[k], threshold)
+    ]

@@ -13,7 +13,16 @@ from mnistlab import progress, runs
 from mnistlab.data import SKLEARN_DIGITS, Digits, load_digits_set
 from mnistlab.metrics import coverage_at, measure, risk_coverage, string_metrics
 from mnistlab.predictor import Predictor
-from mnistlab.read import FILES_PER_BATCH, Reader, Reading, documents, is_unsure, judged, labelled
+from mnistlab.read import (
+    FILES_PER_BATCH,
+    Reader,
+    Reading,
+    documents,
+    is_unsure,
+    judged,
+    labelled,
+    sure_mistakes,
+)
 from mnistlab.report import html, model_card, plots
 
 if typing.TYPE_CHECKING:  # matplotlib itself is plots.py's
@@ -144,7 +153,8 @@ def read_strings(
 def read_documents(reader: Reader, data: labelled.Labelled) -> dict[str, typing.Any]:
     """Labelled documents read as `mnistlab read` reads files (decoding included in the
     time, FILES_PER_BATCH to a model call): exact readings, what the reader's threshold
-    accepts and how often that is right, and the risk-coverage table at THRESHOLDS."""
+    accepts and how often that is right (with the sure mistakes among it: the reader's or
+    the labels'), and the risk-coverage table at THRESHOLDS."""
     reader.read_many([np.zeros((28, 28), np.float32)])  # compile the batch shapes: not timed
     start = time.perf_counter()
     readings: list[Reading | None] = []
@@ -173,6 +183,9 @@ def read_documents(reader: Reader, data: labelled.Labelled) -> dict[str, typing.
         "no_number": sum(r is None for r in readings),
         "strings_per_second": len(data.texts) / seconds,
         "default": accepted(reader.min_confidence),
+        "sure_mistakes": sure_mistakes(
+            readings, data.texts, [p.name for p in data.paths], reader.min_confidence
+        ),
         "at_99": coverage_at(table, DOCUMENTS_RIGHT),
         "risk_coverage": [accepted(t) for t in THRESHOLDS],
         "mistakes": [
