@@ -52,16 +52,18 @@ def subset(data: labelled.Labelled, keep: np.ndarray) -> labelled.Labelled:
     )
 
 
-def corrected(data: labelled.Labelled, name: str) -> tuple[labelled.Labelled, int]:
+def corrected(data: labelled.Labelled, name: str) -> tuple[labelled.Labelled, frozenset[str]]:
     """The set with its LABEL_ERRORS corrected (those whose label is still the wrong
-    one), and how many were."""
+    one), and the files whose label was."""
     with open(LABEL_ERRORS, newline="") as f:
         seen = {
             (r["filename"], r["label"]): r["seen"] for r in csv.DictReader(f) if r["set"] == name
         }
     texts = [seen.get((p.name, t), t) for p, t in zip(data.paths, data.texts, strict=True)]
-    fixed = sum(a != b for a, b in zip(texts, data.texts, strict=True))
-    return labelled.Labelled(data.paths, texts, data.left_out), fixed
+    wrong = frozenset(
+        p.name for p, a, b in zip(data.paths, texts, data.texts, strict=True) if a != b
+    )
+    return labelled.Labelled(data.paths, texts, data.left_out), wrong
 
 
 def tesseract(data: labelled.Labelled) -> dict | None:
@@ -167,7 +169,8 @@ def main() -> None:
             data = subset(data, np.random.default_rng(0).permutation(len(data.texts))[: args.limit])
         reader = Reader.from_run(args.run)
         zero = read_documents(reader, data)
-        fixed_data, fixed = corrected(data, name)
+        fixed_data, wrong = corrected(data, name)
+        fixed = len(wrong)
         fixed_zero = read_documents(reader, fixed_data) if fixed else zero
         per_second = through_read(args.run, data)
         tess = tesseract(data)
@@ -215,11 +218,6 @@ def main() -> None:
             )
             # The held-out images adapt read surely and not as labelled, whose label is a
             # listed label error: corrected, as a user checking them would, and adapted again.
-            wrong = {
-                path.name
-                for path, a, b in zip(data.paths, data.texts, fixed_data.texts, strict=True)
-                if a != b
-            }
             named = frozenset(m["file"] for m in made["after"]["sure_mistakes"]) & wrong
             if named:
                 made, after, fixed_after, errors = adapted(

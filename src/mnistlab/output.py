@@ -13,7 +13,8 @@ from mnistlab.config import NUM_CLASSES
 from mnistlab.data import class_counts
 from mnistlab.errors import UserError
 
-# How many of the held-out images adapt read surely and not as labelled it names.
+# How many of the readings accepted and not as labelled (adapt's held-out images,
+# evaluate --documents') are printed; the record holds them all.
 SURE_MISTAKES_SHOWN = 5
 
 
