@@ -29,7 +29,7 @@ import record
 from mnistlab.config import AdaptConfig
 from mnistlab.read import Reader, labelled
 from mnistlab.read.adapt import adapt
-from mnistlab.report import read_documents
+from mnistlab.report import judge_documents, read_labelled
 
 SETS = {"cheques-dev": 400, "register-cells-dev": 2000}  # and how many adapt trains on
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -140,10 +140,20 @@ def adapted(
         made = adapt(config, Path(tmp) / "reader")
         reader = Reader.from_run(made.path)
         rest = order[train:]
-        after = read_documents(reader, subset(data, rest))
+        after, fixed_after = judged_both(reader, subset(data, rest), subset(fixed, rest))
         errors = sum(data.texts[k] != fixed.texts[k] for k in rest)
-        fixed_after = read_documents(reader, subset(fixed, rest)) if errors else after
         return made.record, after, fixed_after, errors
+
+
+def judged_both(
+    reader: Reader, data: labelled.Labelled, fixed: labelled.Labelled
+) -> tuple[dict, dict]:
+    """The images read once, judged as labelled and with the label errors corrected."""
+    readings, seconds = read_labelled(reader, data.paths)
+    return (
+        judge_documents(readings, data, seconds, reader.min_confidence),
+        judge_documents(readings, fixed, seconds, reader.min_confidence),
+    )
 
 
 def main() -> None:
@@ -167,11 +177,9 @@ def main() -> None:
         data = labelled.load(folder, skip_other=True)
         if args.limit:
             data = subset(data, np.random.default_rng(0).permutation(len(data.texts))[: args.limit])
-        reader = Reader.from_run(args.run)
-        zero = read_documents(reader, data)
         fixed_data, wrong = corrected(data, name)
         fixed = len(wrong)
-        fixed_zero = read_documents(reader, fixed_data) if fixed else zero
+        zero, fixed_zero = judged_both(Reader.from_run(args.run), data, fixed_data)
         per_second = through_read(args.run, data)
         tess = tesseract(data)
         rows.append([

@@ -151,6 +151,7 @@ def test_adapt_names_the_held_out_images_read_surely_and_not_as_labelled(capsys)
 def test_sure_mistakes_are_the_accepted_readings_not_their_label_surest_first(capsys):
     from mnistlab import output
     from mnistlab.read import Reading, sure_mistakes
+    from mnistlab.report import judge_documents
 
     readings = [Reading(t, c, False, []) for t, c in
                 [("12", 0.999), ("7", 0.9999), ("3", 0.9), ("40", 0.995)]]  # fmt: skip
@@ -162,10 +163,17 @@ def test_sure_mistakes_are_the_accepted_readings_not_their_label_surest_first(ca
         ("1.png", "1", "7"), ("3.png", "41", "40")
     ]  # fmt: skip
     assert len(sure_mistakes(readings, texts, names, 0.0)) == 3  # never a reading not made
-    record = {"n": 6, "left_out": 0, "accuracy": 1 / 6, "no_number": 2,
-              "strings_per_second": 10.0, "sure_mistakes": mistakes, "at_99": None,
-              "default": {"threshold": 0.99, "accepted": 0.5, "right": 1 / 3},
-              "risk_coverage": []}  # fmt: skip
+    data = labelled.Labelled([Path(n) for n in names], texts, 0)
+    made = [r if isinstance(r, Reading) else None for r in readings]  # as read_labelled gives
+    record = judge_documents(made, data, 0.5, 0.99)
+    assert (record["accuracy"], record["no_number"], record["strings_per_second"]) == (1 / 6, 2, 12)
+    assert record["default"] == {"threshold": 0.99, "accepted": 0.5, "right": 1 / 3}
+    assert record["sure_mistakes"] == mistakes
+    # The same readings judged against corrected labels (read_real's second judgement).
+    data = labelled.Labelled(data.paths, ["12", "7", *texts[2:]], 0)
+    fixed = judge_documents(made, data, 0.5, 0.99)
+    assert (fixed["accuracy"], fixed["default"]["right"]) == (2 / 6, 2 / 3)
+    assert [m["file"] for m in fixed["sure_mistakes"]] == ["3.png"]
     output.documents_summary(record, "record.json")
     said = capsys.readouterr().out
     assert "2 images accepted and not as labelled" in said

@@ -14,7 +14,9 @@ if typing.TYPE_CHECKING:
         Evaluation,
         compare_runs,
         evaluate_run,
+        judge_documents,
         read_documents,
+        read_labelled,
         read_strings,
     )
 
@@ -23,7 +25,9 @@ __all__ = [
     "Evaluation",
     "compare_runs",
     "evaluate_run",
+    "judge_documents",
     "read_documents",
+    "read_labelled",
     "read_strings",
 ]
 

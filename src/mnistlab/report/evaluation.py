@@ -151,18 +151,31 @@ def read_strings(
 
 
 def read_documents(reader: Reader, data: labelled.Labelled) -> dict[str, typing.Any]:
-    """Labelled documents read as `mnistlab read` reads files (decoding included in the
-    time, FILES_PER_BATCH to a model call): exact readings, what the reader's threshold
-    accepts and how often that is right (with the sure mistakes among it: the reader's or
-    the labels'), and the risk-coverage table at THRESHOLDS."""
+    """Labelled documents read as `mnistlab read` reads files, and judged
+    (judge_documents) against their labels."""
+    readings, seconds = read_labelled(reader, data.paths)
+    return judge_documents(readings, data, seconds, reader.min_confidence)
+
+
+def read_labelled(reader: Reader, paths: list[Path]) -> tuple[list[Reading | None], float]:
+    """Each file's reading (None where there is none), read as `mnistlab read` reads files
+    (decoding included in the time, FILES_PER_BATCH to a model call), and the seconds."""
     reader.read_many([np.zeros((28, 28), np.float32)])  # compile the batch shapes: not timed
     start = time.perf_counter()
     readings: list[Reading | None] = []
-    with progress.bar(len(data.paths), "image") as bar:
-        for _, r in reader.read_files(data.paths):
+    with progress.bar(len(paths), "image") as bar:
+        for _, r in reader.read_files(paths):
             readings.append(r if isinstance(r, Reading) else None)
             bar.update(1)
-    seconds = time.perf_counter() - start
+    return readings, time.perf_counter() - start
+
+
+def judge_documents(
+    readings: list[Reading | None], data: labelled.Labelled, seconds: float, threshold: float
+) -> dict[str, typing.Any]:
+    """Readings of the labelled documents against their labels: exact readings, what
+    `threshold` accepts and how often that is right (with the sure mistakes among it:
+    the reader's or the labels'), and the risk-coverage table at THRESHOLDS."""
     right, confidence = judged(readings, data.texts)
     table = risk_coverage(right, confidence)
 
@@ -182,9 +195,9 @@ def read_documents(reader: Reader, data: labelled.Labelled) -> dict[str, typing.
         "accuracy": float(right.mean()),
         "no_number": sum(r is None for r in readings),
         "strings_per_second": len(data.texts) / seconds,
-        "default": accepted(reader.min_confidence),
+        "default": accepted(threshold),
         "sure_mistakes": sure_mistakes(
-            readings, data.texts, [p.name for p in data.paths], reader.min_confidence
+            readings, data.texts, [p.name for p in data.paths], threshold
         ),
         "at_99": coverage_at(table, DOCUMENTS_RIGHT),
         "risk_coverage": [accepted(t) for t in THRESHOLDS],
