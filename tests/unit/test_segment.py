@@ -153,6 +153,19 @@ def test_a_dark_scanner_margin_is_cut_away(mnist):
     assert field.labels.max() == 2 and read(field)[0] == "27"
 
 
+def test_a_digit_written_against_a_dark_margin_keeps_its_ink(mnist):
+    """The margin's edge is painted as paper only as far as it is shaded: the 4 starts 4
+    columns from the margin, inside the MARGIN_EDGE (16 columns) once painted whole."""
+    placed = [(digit(mnist, 2), 40), (digit(mnist, 7), 110), (digit(mnist, 4), 176)]
+    gray = scan(paper(*placed))
+    gray[:, 176 + digit(mnist, 4).shape[1] + 4 :] = 20  # black along the right side
+    field = segment.find_field(gray)
+    glyph = digit(mnist, 4)
+    region = field.ink[TOP : TOP + glyph.shape[0], 176 : 176 + glyph.shape[1]]
+    assert (region > 0).sum() >= 0.9 * (glyph > 0.3).sum()
+    assert read(field)[0] == "274"
+
+
 @pytest.mark.parametrize("nth", [0, 1, 2])
 def test_a_bold_digit_on_a_rule_stays_whole(mnist, nth):
     """The middle of a bold stroke is ink, not paper, and its stem is not a border."""

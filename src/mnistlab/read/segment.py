@@ -23,10 +23,16 @@ from mnistlab.config import MAX_DIGITS
 INK_LEVEL = 0.2
 SURE_INK = 0.45
 # Paper: a side whose median is darker than this fraction of the paper's grey is a
-# scanner's margin, painted over with MARGIN_EDGE of the side more (its blurred edge,
-# the page's shadow).
+# scanner's margin, painted over with up to MARGIN_EDGE of the side more (its blurred
+# edge, the page's shadow), as far as the median there is darker than MARGIN_SHADE of
+# the paper beside it: a digit written against the margin keeps its ink. Measured
+# (`cnn`), with the edge always painted / with 0.95: MNIST digits on synthetic paper
+# (2,000 numbers of 5 digits) 93.3% / 93.9%, of 2 to 8 digits 93.7% / 94.1%; register
+# cells 84.0% / 84.1%; cheques 72.0% / 72.2%. With 0.9 the cells read 83.3%; with none of
+# the edge painted, 77.9%.
 MARGIN_DARKNESS = 0.5
 MARGIN_EDGE = 0.06
+MARGIN_SHADE = 0.95
 # The paper's grey around a pixel is the PAPER_PERCENTILE-th percentile of darkness over
 # BACKGROUND_WINDOW pixels along its row, then its column, of a copy reduced to about
 # BACKGROUND_SIDE pixels on its short side: the window is wider than a stroke, and the
@@ -235,14 +241,15 @@ def _painted_margins(gray: np.ndarray) -> tuple[np.ndarray, int]:
     gray = gray.copy()
     paper = np.percentile(gray, 90)
     for axis in (0, 1):
-        dark = np.median(gray, axis=axis) < MARGIN_DARKNESS * paper
+        median = np.median(gray, axis=axis)
+        dark = median < MARGIN_DARKNESS * paper
         start = int(np.argmin(dark)) if not dark.all() else len(dark)
         stop = len(dark) - int(np.argmin(dark[::-1])) if not dark.all() else len(dark)
         edge = int(MARGIN_EDGE * len(dark)) + 1
         if start:
-            start += edge
+            start += _shaded(median[start : start + 2 * edge], edge)
         if stop < len(dark):
-            stop -= edge
+            stop -= _shaded(median[max(0, stop - 2 * edge) : stop][::-1], edge)
         index = np.r_[0:start, max(start, stop) : len(dark)]
         if axis == 0:
             gray[:, index[index < gray.shape[1]]] = paper
@@ -250,6 +257,13 @@ def _painted_margins(gray: np.ndarray) -> tuple[np.ndarray, int]:
         else:
             gray[index[index < gray.shape[0]]] = paper
     return gray, width
+
+
+def _shaded(median: np.ndarray, edge: int) -> int:
+    """How many of the first `edge` rows or columns beside a margin (their medians,
+    outward first) are its shade: darker than MARGIN_SHADE of the paper there."""
+    shaded = median[:edge] < MARGIN_SHADE * np.percentile(median, 90)
+    return int(np.argmin(shaded)) if not shaded.all() else len(shaded)
 
 
 def _without_margins(mask: np.ndarray) -> np.ndarray:
