@@ -166,6 +166,14 @@ def test_a_digit_written_against_a_dark_margin_keeps_its_ink(mnist):
     assert read(field)[0] == "274"
 
 
+def test_a_margin_across_the_whole_image_is_nothing_to_read():
+    """Every column darker than the paper (a dark photo under a light band): no crash."""
+    gray = np.full((100, 200), 30, np.float32)
+    gray[:20] = 240
+    with pytest.raises(segment.SegmentError):
+        segment.find_field(gray)
+
+
 @pytest.mark.parametrize("nth", [0, 1, 2])
 def test_a_bold_digit_on_a_rule_stays_whole(mnist, nth):
     """The middle of a bold stroke is ink, not paper, and its stem is not a border."""

@@ -262,6 +262,8 @@ def _painted_margins(gray: np.ndarray) -> tuple[np.ndarray, int]:
 def _shaded(median: np.ndarray, edge: int) -> int:
     """How many of the first `edge` rows or columns beside a margin (their medians,
     outward first) are its shade: darker than MARGIN_SHADE of the paper there."""
+    if median.size == 0:  # the margin reaches across the whole image
+        return 0
     shaded = median[:edge] < MARGIN_SHADE * np.percentile(median, 90)
     return int(np.argmin(shaded)) if not shaded.all() else len(shaded)
 
