@@ -72,9 +72,9 @@ def test_the_benchmark_reads_part_of_each_set_zero_shot(default_run, tmp_path):
 
 
 # Measured with the default run, against the labels with the label errors of
-# benchmarks/label_errors.csv corrected: 100% of the 6.9% of cheques accepted and 99.7%
-# of the 33.7% of register cells (as given, 97.3% and 98.8%: the one cheque and 8 of the
-# 11 cells accepted that are not their label are label errors; docs/commands/read.md).
+# benchmarks/label_errors.csv corrected: 100% of the 8.5% of cheques accepted and 99.6%
+# of the 40.2% of register cells (as given, 100% and 98.6%: 11 of the 15 cells accepted
+# that are not their label are label errors; docs/commands/read.md).
 @pytest.mark.parametrize(
     "folder, right", [(CHEQUES, 0.99), (CELLS, 0.99)], ids=["cheques", "register-cells"]
 )

@@ -5,6 +5,7 @@ import hashlib
 import itertools
 
 import numpy as np
+from scipy import ndimage
 
 from mnistlab.read import documents
 
@@ -60,6 +61,24 @@ def test_some_nines_are_written_as_a_p():
     mirrored = sum(np.array_equal(g, x[9][:, ::-1] / np.float32(255)) for g, _ in out)
     hooked = sum(g.shape[1] > 28 for g, _ in out)  # the foot's stroke widens the glyph
     assert 4 <= mirrored <= 20 and hooked >= 4 and mirrored + hooked < 40
+
+
+def test_some_twos_start_with_a_closed_loop():
+    # A 2 drawn as one open stroke (no hole); some come back with a loop at its start.
+    two = documents._stroke((28, 28), [(6, 9), (14, 4), (21, 9), (8, 24), (22, 24)], 2.0)
+
+    def holes(glyph: np.ndarray) -> int:
+        """Paper regions that the ink closes in (not reaching the glyph's edge)."""
+        regions, count = ndimage.label(glyph < documents.INK_LEVEL)
+        edge = set(np.r_[regions[0], regions[-1], regions[:, 0], regions[:, -1]])
+        return len(set(range(1, count + 1)) - edge)
+
+    out = documents._as_on_documents([(two, True)] * 40, [2] * 40, set(), np.random.default_rng(0))
+    looped = [g for g, _ in out if holes(g) > 0]
+    assert holes(two) == 0 and 8 <= len(looped) <= 32
+    # the loop is at the left: it widens the glyph to the left, and the 2 keeps its ink
+    assert all(g.shape[0] == 28 and g.shape[1] > 28 for g in looped)
+    assert all((g[:, -28:] >= two).all() for g in looped)
 
 
 def test_zeros_in_a_run_are_written_as_a_chain_of_loops():

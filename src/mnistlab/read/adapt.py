@@ -222,7 +222,7 @@ def _measure(
     where readings that sure are too often wrong; MIN_CONFIDENCE where there are none.
     With them, the sure mistakes (reader.sure_mistakes at MIN_CONFIDENCE): where a label
     is not what the image shows, correcting it lowers the threshold again (on the
-    benchmark's register cells, 6 such labels among 500 held out set it at 0.999932)."""
+    benchmark's register cells, 6 such labels among 500 held out set it at 0.999983)."""
     readings = reader.read_many(list(decoded))
     right, confidence = judged(readings, texts)
     table = [r for r in risk_coverage(right, confidence) if r["threshold"] >= MIN_CONFIDENCE]

@@ -23,17 +23,18 @@ EXTRAS = {"ruled line": 0.15, "specks": 0.2, "cell border": 0.15, "dark margin":
           "bleed-through": 0.1, "tick marks": 0.1}  # fmt: skip
 # What real documents add (number_strings' `paper`), each in this fraction of those strings:
 # thousand separators, an end mark ("1.480.-"), a printed security background, an
-# underline, slanted writing; continental 1s, with their lead-in stroke, and 9s written
-# as a P (the stem down from the loop's left: many cheque writers' 9, that an MNIST model
-# reads as 8); zeros in a run written as a chain of loops, each over the one before
-# ("50.000", that a model reads 5000 when it never saw them overlap); the digits after a
-# separator written smaller ("40.ooo").
+# underline, slanted writing; continental 1s, with their lead-in stroke, 9s written as a
+# P (the stem down from the loop's left: many cheque writers' 9, that an MNIST model reads
+# as 8) and 2s that start with a closed loop (read as 9); zeros in a run written as a
+# chain of loops, each over the one before ("50.000", that a model reads 5000 when it
+# never saw them overlap); the digits after a separator written smaller ("40.ooo").
 PAPER = {"separators": 0.4, "end mark": 0.35, "security background": 0.4,
          "underline": 0.15, "slant": 0.4, "linked zeros": 0.5}  # fmt: skip
 SMALL_AFTER_SEPARATOR = 0.3  # of the strings with separators
 CONTINENTAL_ONES = 0.5  # of the 1s in those strings
 HOOKED_NINES = 0.5  # of the 9s: the stem's foot curls back to the left
 P_NINES = 0.3  # of the 9s: mirrored, the stem on the loop's left
+LOOPED_TWOS = 0.5  # of the 2s: the stroke starts with a closed loop at the top left
 END_MARKS = (".-", "-", "=", ".", "/-", ",-", ".=")
 
 
@@ -151,6 +152,8 @@ def _as_on_documents(
         top, rate = styled.get(digit, (False, 0.0))
         if digit == 9 and rng.random() < P_NINES:
             glyph = glyph[:, ::-1]
+        elif digit == 2 and rng.random() < LOOPED_TWOS:
+            glyph = _looped(glyph, pen, rng)
         elif rate and rng.random() < rate:
             glyph = _stroke_to_the_left(glyph, pen, top, rng)
         out.append((glyph, True))
@@ -205,6 +208,27 @@ def _stroke_to_the_left(glyph: np.ndarray, pen: float, top: bool, rng) -> np.nda
         points = [(column, row), (column - reach, row + rng.uniform(0.3, 0.9) * height)]
     else:
         points = [(column, row), (column - 0.5 * reach, row), (column - reach, row - 0.15 * height)]
+    return np.maximum(glyph, _stroke(glyph.shape, points, pen))
+
+
+def _looped(glyph: np.ndarray, pen: float, rng) -> np.ndarray:
+    """A 2 whose stroke starts with a closed loop hanging from the top arc's left end, as
+    many cheque writers make it (a model that never saw it reads it as 9)."""
+    height = glyph.shape[0]
+    radius = rng.uniform(0.12, 0.2) * height
+    pen = max(1.0, min(0.8 * pen, radius / 1.5))  # a ring, not a blot
+    pad = int(radius) + 2
+    glyph = np.pad(glyph, ((0, 0), (pad, 0)))
+    rows, cols = np.nonzero(glyph >= INK_LEVEL)
+    upper = rows <= rows.min() + 0.4 * (rows.max() - rows.min())
+    start = int(np.argmin(cols[upper]))
+    row, column = float(rows[upper][start]), float(cols[upper][start])
+    centre = (column + rng.uniform(0.2, 0.8) * radius, row + rng.uniform(0.6, 1.0) * radius)
+    turns = np.linspace(0, 2 * np.pi, 24)
+    tall = rng.uniform(1.0, 1.5)  # the loop is often taller than wide
+    points = [
+        (centre[0] + radius * np.cos(t), centre[1] + tall * radius * np.sin(t)) for t in turns
+    ]
     return np.maximum(glyph, _stroke(glyph.shape, points, pen))
 
 

@@ -26,10 +26,10 @@ SURE_INK = 0.45
 # scanner's margin, painted over with up to MARGIN_EDGE of the side more (its blurred
 # edge, the page's shadow), as far as the median there is darker than MARGIN_SHADE of
 # the paper beside it: a digit written against the margin keeps its ink. Measured
-# (`cnn`), with the edge always painted / with 0.95: MNIST digits on synthetic paper
-# (2,000 numbers of 5 digits) 93.3% / 93.9%, of 2 to 8 digits 93.7% / 94.1%; register
-# cells 84.0% / 84.1%; cheques 72.0% / 72.2%. With 0.9 the cells read 83.3%; with none of
-# the edge painted, 77.9%.
+# (`cnn`, the 3rd fine-tuning's line models), with the edge always painted / with 0.95:
+# MNIST digits on synthetic paper (2,000 numbers of 5 digits) 93.3% / 93.9%, of 2 to 8
+# digits 93.7% / 94.1%; register cells 84.0% / 84.1%; cheques 72.0% / 72.2%. With 0.9
+# the cells read 83.3%; with none of the edge painted, 77.9%.
 MARGIN_DARKNESS = 0.5
 MARGIN_EDGE = 0.06
 MARGIN_SHADE = 0.95
