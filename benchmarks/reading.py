@@ -96,21 +96,20 @@ def main() -> None:
                 + "%"),
         ],
     }  # fmt: skip
+    mean = f"{100 * np.mean(draws):.2f}%"  # two decimals: 94.97% must not show as the 95% target
     spread = {
         "title": f"The `cnn`'s 5-digit figure on {len(draws)} draws of the strings ({n} each)",
         "columns": ["seed", "string accuracy"],
         "rows": [[str(seed), pct(a)] for seed, a in enumerate(draws)]
-        + [["mean (lowest to highest)", f"{100 * np.mean(draws):.2f}% ({pct(min(draws))} to "
-            f"{pct(max(draws))})"]],
+        + [["mean (lowest to highest)", f"{mean} ({pct(min(draws))} to {pct(max(draws))})"]],
     }  # fmt: skip
     parts = {
         "title": "What each part of the reader adds (500 5-digit strings, `cnn`)",
         "columns": ["reader", "accuracy", f"accepted at {pct(RIGHT)} right"],
         "rows": PARTS,
     }
-    mean = f"mean of {len(draws)} draws {100 * np.mean(draws):.2f}%"
     targets = [{"target": f"5-digit strings >= {pct(TARGET)} (`cnn`)",
-                "measured": f"{pct(five)} (seed 0); {mean}",
+                "measured": f"{pct(five)} (seed 0); mean of {len(draws)} draws {mean}",
                 "met": five >= TARGET}]  # fmt: skip
     record.write("reading", [table, spread, parts], targets)
 
