@@ -243,8 +243,7 @@ def _painted_margins(gray: np.ndarray) -> tuple[np.ndarray, int]:
     for axis in (0, 1):
         median = np.median(gray, axis=axis)
         dark = median < MARGIN_DARKNESS * paper
-        start = int(np.argmin(dark)) if not dark.all() else len(dark)
-        stop = len(dark) - int(np.argmin(dark[::-1])) if not dark.all() else len(dark)
+        start, stop = _leading(dark), len(dark) - _leading(dark[::-1])
         edge = int(MARGIN_EDGE * len(dark)) + 1
         if start:
             start += _shaded(median[start : start + 2 * edge], edge)
@@ -264,8 +263,12 @@ def _shaded(median: np.ndarray, edge: int) -> int:
     outward first) are its shade: darker than MARGIN_SHADE of the paper there."""
     if median.size == 0:  # the margin reaches across the whole image
         return 0
-    shaded = median[:edge] < MARGIN_SHADE * np.percentile(median, 90)
-    return int(np.argmin(shaded)) if not shaded.all() else len(shaded)
+    return _leading(median[:edge] < MARGIN_SHADE * np.percentile(median, 90))
+
+
+def _leading(flags: np.ndarray) -> int:
+    """How many of the flags, from the first, are True before the first False."""
+    return int(np.argmin(flags)) if not flags.all() else len(flags)
 
 
 def _without_margins(mask: np.ndarray) -> np.ndarray:
