@@ -209,7 +209,7 @@ def test_jobs_run_trials_in_two_processes_that_end_together(tmp_path):
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     # Each worker's trials are printed (the helper's from its own process).
     printed = re.findall(r"^trial (\d+) \w+:", result.stdout, re.MULTILINE)
-    assert sorted(map(int, printed)) == [t.number for t in study.get_trials()]
+    assert sorted(map(int, printed)) == [t.number for t in study.get_trials()], result.stderr
     assert len(finished(study)) >= 2
 
 

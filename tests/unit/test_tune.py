@@ -222,6 +222,58 @@ def test_workers_sharing_a_study_end_with_exactly_the_trials_asked_for(tmp_path,
     assert all(t.state.name in ("COMPLETE", "FAIL") for t in trials)
 
 
+@pytest.mark.parametrize("failed_after_epoch", [0, 2])
+def test_a_worker_whose_trial_another_failed_prints_it_and_goes_on(
+    tmp_path, monkeypatch, failed_after_epoch
+):
+    """A helper stopped past the grace period (a suspended laptop, a paused machine) has its
+    trial failed by the other worker; on waking, Optuna could not record its result and
+    the helper died, its trial unprinted. Mid-training, or after its last epoch."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config = TuneConfig(study="woken", trials=2, pruner="none", jobs=1, storage=url)
+    failed = []
+
+    def fit_failed_by_another(config, data, on_epoch_end):
+        for epoch in range(3):
+            on_epoch_end(epoch, {"val_accuracy": 0.5, "val_loss": 0.5})
+            if epoch == failed_after_epoch and not failed:  # the other worker, meanwhile
+                other = optuna.load_study(study_name="woken", storage=url)
+                (mine,) = other.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+                other.tell(mine.number, state=optuna.trial.TrialState.FAIL)
+                failed.append(mine.number)
+        return []
+
+    monkeypatch.setattr(tune_workers, "fit_and_validate", fit_failed_by_another)
+    printed = []
+    with pytest.warns(UserWarning, match="trial 0 was failed by another worker"):
+        study = tune.run_study(config, None, tmp_path, lambda s, t: printed.append(t), False)
+    assert failed == [0]
+    assert [(t.number, t.state.name) for t in printed] == [(0, "FAIL"), (1, "COMPLETE"),
+                                                          (2, "COMPLETE")]  # fmt: skip
+    assert tune_study.finished_count(study) == config.trials
+
+
+def test_a_worker_waits_out_a_sqlite_lock_longer_than_five_seconds(tmp_path):
+    """sqlite3 gives up on a lock after 5 s: a worker reporting an epoch while another
+    connection held the study's database that long died with its trial."""
+    import sqlite3
+    import threading
+
+    study = tune.open_study(TuneConfig(study="locked"), tmp_path)
+    trial = study.ask()
+    other = sqlite3.connect(tune_study.study_dir(tmp_path, "locked") / tune_study.STUDY_DB,
+                            isolation_level=None, check_same_thread=False)  # fmt: skip
+    other.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(7, other.rollback)
+    release.start()
+    try:
+        trial.report(0.5, 0)
+    finally:
+        release.join()
+        other.close()
+    assert study.get_trials()[trial.number].intermediate_values == {0: 0.5}
+
+
 def test_a_surplus_trial_stands_down_and_names_its_worker(tmp_path):
     """Two workers that take the last place at once: the later trial is not run, and it
     records its worker like any other trial (readers of the study look for it)."""

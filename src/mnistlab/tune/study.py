@@ -38,6 +38,7 @@ BASE_ATTR = "base_config"
 SPACE_ATTR = "space"
 FIGURE_INCHES = (10, 6)
 OPEN_ATTEMPTS = 3
+SQLITE_WAIT_SECONDS = 60
 
 
 class TuneError(UserError, RuntimeError):
@@ -104,8 +105,9 @@ def _open_study(config: TuneConfig, url: str) -> optuna.Study:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = optuna.storages.RDBStorage(
-            url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
-        )
+            url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+            engine_kwargs=_engine_kwargs(url),
+        )  # fmt: skip
     study = optuna.create_study(
         study_name=config.study,
         storage=storage,
@@ -129,6 +131,14 @@ def _open_study(config: TuneConfig, url: str) -> optuna.Study:
     # What the trials' parameters are relative to, for `train --from-study`.
     study.set_user_attr(BASE_ATTR, dataclasses.asdict(base_config(config)))
     return study
+
+
+def _engine_kwargs(url: str) -> dict[str, typing.Any]:
+    """SQLite: wait up to SQLITE_WAIT_SECONDS for another connection's lock (the other
+    workers', a reader's) rather than sqlite3's 5 s, past which a worker died mid-trial."""
+    if url.startswith("sqlite:"):
+        return {"connect_args": {"timeout": SQLITE_WAIT_SECONDS}}
+    return {}
 
 
 def load_study(name: str, storage: str | None, root: Path) -> optuna.Study:

@@ -28,6 +28,7 @@ from mnistlab.tune.space import base_config, suggest_config
 from mnistlab.tune.study import (
     COMPARE_HTML,
     FINISHED,
+    GRACE_SECONDS,
     STUDY_JSON,
     best_config,
     fail_dead_local_trials,
@@ -187,6 +188,15 @@ def _optimize(
     from tqdm import tqdm
 
     run_trial = objective(config, data, study_dir(root, config.study))
+    lost: list[int] = []  # a trial of this worker's that another worker failed meanwhile
+
+    def run(trial: optuna.Trial) -> float:
+        try:
+            return run_trial(trial)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            lost.append(trial.number)
+            raise
+
     callbacks = [on_trial] if on_trial else []
     with tqdm(total=config.trials, disable=not progress, unit="trial") as bar:
         while True:
@@ -198,7 +208,28 @@ def _optimize(
                 return
             if parent is not None and os.getppid() != parent:
                 return
-            study.optimize(run_trial, n_trials=1, callbacks=callbacks, catch=(SurplusTrial,))
+            try:
+                study.optimize(run, n_trials=1, callbacks=callbacks, catch=(SurplusTrial,))
+            except Exception:  # Optuna's own, on telling the result of a trial already failed
+                if not lost:
+                    raise
+                _stand_down(study, lost.pop(), on_trial)
+
+
+def _stand_down(
+    study: optuna.Study,
+    number: int,
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None,
+) -> None:
+    """Another worker failed this worker's trial: it sent no heartbeat for GRACE_SECONDS
+    (stopped, suspended with its laptop, or its machine paused), so its place went to a
+    new trial. Say so, print it as failed, and go on with the search."""
+    warnings.warn(
+        f"trial {number} was failed by another worker while this one sent no heartbeat "
+        f"for {GRACE_SECONDS} s (stopped or suspended); its result is dropped", stacklevel=2,
+    )  # fmt: skip
+    if on_trial:
+        on_trial(study, study.get_trials(deepcopy=False)[number])
 
 
 @contextlib.contextmanager
