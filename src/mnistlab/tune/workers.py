@@ -157,12 +157,20 @@ def run_study(
     a trial only while finished and running ones are fewer. Should two start the last
     one at the same moment, the later is recorded as FAIL (SurplusTrial) and not counted.
     """
+    _quiet_optuna(on_trial)
     study = open_study(config, root)  # before the helpers: one process makes the tables
     deadline = None if config.timeout is None else time.time() + config.timeout
     helpers = min(local_jobs(config), config.trials - _claimed(study)) - 1
     with _helpers(helpers, config, data, root, on_trial, deadline):
         _optimize(study, config, data, root, on_trial, progress, deadline)
     return study
+
+
+def _quiet_optuna(on_trial: Callable | None) -> None:
+    """A caller that prints each trial itself gets no second line for it from Optuna's
+    log (its warnings stay)."""
+    if on_trial is not None:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def local_jobs(config: TuneConfig) -> int:
@@ -280,6 +288,7 @@ def _help(
     """A helper worker's process (started by spawn: Keras' backend comes from the
     environment its parent set)."""
     backend.quiet_cache_warnings()
+    _quiet_optuna(on_trial)
     try:
         study = open_study(config, root)
         _optimize(study, config, data, root, on_trial, False, deadline, parent)
