@@ -224,7 +224,7 @@ def test_workers_sharing_a_study_end_with_exactly_the_trials_asked_for(tmp_path,
 
 @pytest.mark.parametrize("failed_after_epoch", [0, 2])
 def test_a_worker_whose_trial_another_failed_prints_it_and_goes_on(
-    tmp_path, monkeypatch, failed_after_epoch
+    tmp_path, monkeypatch, caplog, failed_after_epoch
 ):
     """A helper stopped past the grace period (a suspended laptop, a paused machine) has its
     trial failed by the other worker; on waking, Optuna could not record its result and
@@ -251,6 +251,7 @@ def test_a_worker_whose_trial_another_failed_prints_it_and_goes_on(
     assert [(t.number, t.state.name) for t in printed] == [(0, "FAIL"), (1, "COMPLETE"),
                                                           (2, "COMPLETE")]  # fmt: skip
     assert tune_study.finished_count(study) == config.trials
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback, as if it crashed
 
 
 def test_a_worker_waits_out_a_sqlite_lock_longer_than_five_seconds(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import multiprocessing
 import os
 import socket
@@ -202,8 +203,8 @@ def _optimize(
         try:
             return run_trial(trial)
         except optuna.exceptions.UpdateFinishedTrialError:
-            lost.append(trial.number)
-            raise
+            lost.append(trial.number)  # _stand_down says why, without Optuna's traceback
+            return math.nan
 
     callbacks = [on_trial] if on_trial else []
     with tqdm(total=config.trials, disable=not progress, unit="trial") as bar:
