@@ -35,7 +35,10 @@ def test_numbers_on_paper_keep_their_texts_and_a_span_per_digit():
     x, y = digits()
     plain = documents.number_strings(x, y, 40, seed=7)
     drawn = documents.number_strings(x, y, 40, seed=7, paper=1.0)
-    assert drawn[0].text == plain[0].text  # drawn from the same digits, marks left out
+    # Drawn from the same digits, marks left out; a round amount's last ones made 0s.
+    first, changed = plain[0].text, drawn[0].text
+    assert len(changed) == len(first) and changed[:2] == first[:2]
+    assert all(b == "0" for a, b in zip(first, changed, strict=True) if a != b)
     assert all(d.text.isdigit() and len(d.spans) == len(d.text) for d in drawn)
     assert all(right <= d.image.shape[1] for d in drawn for _, right in d.spans)
     assert drawn[0].image.shape != plain[0].image.shape
@@ -111,3 +114,30 @@ def test_some_writers_write_the_digits_after_a_separator_smaller():
         smaller += max(heights[1:]) < heights[0]  # 4,000: the last three
         assert all((g >= documents.INK_LEVEL).any() for g, _ in out)
     assert 2 <= smaller <= 12
+
+
+def test_some_amounts_are_round():
+    x, y = digits()
+    ends = [
+        sum(d.text.endswith("00") for d in documents.number_strings(x, y, 200, 4, paper=paper))
+        for paper in (0.0, 1.0)
+    ]
+    assert ends[0] <= 8 and ends[1] >= 50  # uniform digits: 1 in 100; cheques: 1 in 6
+
+
+def test_zeros_in_a_run_may_be_written_as_small_loops_joined_at_the_top():
+    x, _ = digits()
+    glyphs = [(x[k].astype(np.float32) / 255, True) for k in (5, 0, 0, 0, 0)]
+    out = documents._as_on_documents(
+        glyphs, [5, 0, 0, 0, 3], {"joined zeros"}, np.random.default_rng(0)
+    )
+    assert out[0][0] is glyphs[0][0] and out[4][0] is glyphs[4][0]  # the 5, a lone 0
+    loops = [g for g, _ in out[1:4]]
+    for loop in loops:
+        regions, count = ndimage.label(loop < documents.INK_LEVEL)
+        edge = set(np.r_[regions[0], regions[-1], regions[:, 0], regions[:, -1]])
+        assert count - len(edge - {0}) == 1  # one hole: a closed loop
+        ink = np.flatnonzero(loop[:, -1] >= documents.INK_LEVEL)
+        assert ink.size and ink.max() < loop.shape[0] / 2  # the tie leaves at the top right
+        assert loop.shape[0] < 28  # smaller than the digits
+    assert len({g.shape for g in loops}) == 3  # each drawn anew

@@ -27,9 +27,13 @@ EXTRAS = {"ruled line": 0.15, "specks": 0.2, "cell border": 0.15, "dark margin":
 # P (the stem down from the loop's left: many cheque writers' 9, that an MNIST model reads
 # as 8) and 2s that start with a closed loop (read as 9); zeros in a run written as a
 # chain of loops, each over the one before ("50.000", that a model reads 5000 when it
-# never saw them overlap); the digits after a separator written smaller ("40.ooo").
+# never saw them overlap), or as small loops joined at the top in one stroke ("5ooo",
+# read 5000 or 5090); the digits after a separator written smaller ("40.ooo"); and
+# round amounts, whose last digits are 0s (on real cheques 0 is the commonest digit and
+# one amount in six ends in 00; uniform digits put 00 at the end of one in a hundred).
 PAPER = {"separators": 0.4, "end mark": 0.35, "security background": 0.4,
-         "underline": 0.15, "slant": 0.4, "linked zeros": 0.5}  # fmt: skip
+         "underline": 0.15, "slant": 0.4, "linked zeros": 0.5, "joined zeros": 0.4,
+         "round amount": 0.35}  # fmt: skip
 SMALL_AFTER_SEPARATOR = 0.3  # of the strings with separators
 CONTINENTAL_ONES = 0.5  # of the 1s in those strings
 HOOKED_NINES = 0.5  # of the 9s: the stem's foot curls back to the left
@@ -87,6 +91,11 @@ def _number(
     added: set[str] = set()
     if paper and rng.random() < paper:
         added = {name for name, rate in PAPER.items() if rng.random() < rate}
+        if "round amount" in added and length > 2:
+            zeros = np.flatnonzero(y == 0)
+            for k in range(length - int(rng.integers(2, min(4, length - 1) + 1)), length):
+                picks[k] = rng.choice(zeros)
+                glyphs[k] = (_glyph(x[picks[k]], scale * rng.uniform(0.85, 1.15), pen, rng), True)
         glyphs = _as_on_documents(glyphs, [int(y[i]) for i in picks], added, rng)
     height = int(max(g.shape[0] for g, _ in glyphs) + 6 * scale)
     width = int(sum(g.shape[1] for g, _ in glyphs) + 16 * scale * len(glyphs) + 8)
@@ -98,7 +107,7 @@ def _number(
     zero_before = False  # the glyph before is a 0
     for glyph, is_digit in glyphs:
         zero = is_digit and next(texts) == 0
-        linked = "linked zeros" in added and zero and zero_before
+        linked = bool(added & {"linked zeros", "joined zeros"}) and zero and zero_before
         zero_before = zero
         top = round(baseline - glyph.shape[0] + rng.normal(0, 0.06 * glyph.shape[0]))
         top = min(max(top, 0), height - glyph.shape[0])
@@ -110,8 +119,9 @@ def _number(
         else:
             touches = rng.random() < TOUCHING_RATE
             gap = rng.uniform(-0.03, 0.0) if touches else rng.uniform(0.05, 0.5)
-            if linked:
-                touches, gap = True, rng.uniform(-0.15, -0.02)
+            if linked:  # joined loops: the tie reaches the next loop's top
+                joined = "joined zeros" in added
+                touches, gap = True, rng.uniform(-0.06, 0.0) if joined else rng.uniform(-0.15, -0.02)
             gap *= glyph.shape[0]  # in proportion to the writing's size
             # Place the glyph so that its ink comes `gap` px from the ink before it.
             left = int(np.floor(np.max(right[rows] - first) + 1 + gap))
@@ -148,9 +158,13 @@ def _as_on_documents(
     pen = 0.8 * float(np.median([_pen_width(g) for g, _ in glyphs]))
     styled = {1: (True, CONTINENTAL_ONES), 9: (False, HOOKED_NINES)}  # (from the top, rate)
     out = []
-    for (glyph, _), digit in zip(glyphs, digits, strict=True):
+    loop = (rng.uniform(0.45, 0.9) * height, rng.uniform(0.8, 1.5))  # a writer's o: size, width
+    for k, ((glyph, _), digit) in enumerate(zip(glyphs, digits, strict=True)):
         top, rate = styled.get(digit, (False, 0.0))
-        if digit == 9 and rng.random() < P_NINES:
+        in_run = digit == 0 and 0 in digits[max(0, k - 1) : k] + digits[k + 1 : k + 2]
+        if "joined zeros" in added and in_run:
+            glyph = _joined_loop(*loop, pen, rng)
+        elif digit == 9 and rng.random() < P_NINES:
             glyph = glyph[:, ::-1]
         elif digit == 2 and rng.random() < LOOPED_TWOS:
             glyph = _looped(glyph, pen, rng)
@@ -230,6 +244,27 @@ def _looped(glyph: np.ndarray, pen: float, rng) -> np.ndarray:
         (centre[0] + radius * np.cos(t), centre[1] + tall * radius * np.sin(t)) for t in turns
     ]
     return np.maximum(glyph, _stroke(glyph.shape, points, pen))
+
+
+def _joined_loop(size: float, wide: float, pen: float, rng) -> np.ndarray:
+    """A 0 written as a small cursive o: a loop begun and closed at its top, with the tie
+    that joins it to the next one at the top right (a chain of them is one stroke)."""
+    height = size * rng.uniform(0.9, 1.1)
+    width = height * wide * rng.uniform(0.9, 1.1)
+    tie = rng.uniform(0.2, 0.6) * width
+    pen = max(1.0, min(pen, height / 4))
+    lean = rng.uniform(-0.15, 0.15) * height  # a loop leaning as the writing does
+    margin = pen + 1 + abs(lean)
+    shape = (int(height + 2 * pen + 2), int(width + tie + 2 * margin))
+    centre = (margin + width / 2, pen + 1 + height / 2)
+    turns = np.linspace(-np.pi / 2, 1.5 * np.pi + rng.uniform(0, 0.4), 28)  # from the top, round
+    points = [
+        (centre[0] + width / 2 * np.cos(t) - lean * np.sin(t), centre[1] + height / 2 * np.sin(t))
+        for t in turns
+    ]
+    end = points[-1]
+    points += [(end[0] + tie / 2, end[1] - rng.uniform(0, 0.15) * height), (shape[1] - 1, end[1])]
+    return _stroke(shape, points, pen)
 
 
 def _mark(mark: str, height: int, pen: float, rng: np.random.Generator) -> np.ndarray:
