@@ -119,9 +119,9 @@ def _number(
         else:
             touches = rng.random() < TOUCHING_RATE
             gap = rng.uniform(-0.03, 0.0) if touches else rng.uniform(0.05, 0.5)
-            if linked:  # joined loops: the tie reaches the next loop's top
-                joined = "joined zeros" in added
-                touches, gap = True, rng.uniform(-0.06, 0.0) if joined else rng.uniform(-0.15, -0.02)
+            if linked:  # overlapping loops; joined ones: the tie reaches the next one's top
+                touches = True
+                gap = rng.uniform(*((-0.06, 0.0) if "joined zeros" in added else (-0.15, -0.02)))
             gap *= glyph.shape[0]  # in proportion to the writing's size
             # Place the glyph so that its ink comes `gap` px from the ink before it.
             left = int(np.floor(np.max(right[rows] - first) + 1 + gap))
