@@ -120,15 +120,21 @@ def test_specks_are_dropped(mnist):
 
 
 def test_an_underline_is_removed_and_the_digits_kept(mnist):
-    placed = [(digit(mnist, 3), 40), (digit(mnist, 5), 110), (digit(mnist, 9), 180)]
-    ink = paper(*placed)
-    foot = TOP + min(g.shape[0] for g, _ in placed)
-    ink[foot - 5 : foot - 2, 20:240] = 1.0  # through the digits' feet
-    field = segment.find_field(scan(ink))
-    assert not field.labels[foot - 4, 20:35].any()  # the line left of the digits
-    assert field.labels.max() == 3
-    text, boxes, _ = read(field)
-    assert len(text) == 3 and boxed(boxes, placed)  # what they are: the classifier's job
+    # "359" by ten writers, underlined through the digits' feet. Removing the line takes
+    # the ink it crossed with it, so a digit can lose its foot: the line model then reads
+    # one 3 of the ten as "93" (the run's reader, with the other line model, as one digit).
+    kept = 0
+    for nth in range(10):
+        placed = [(digit(mnist, d, nth), left) for d, left in ((3, 40), (5, 110), (9, 180))]
+        ink = paper(*placed)
+        foot = TOP + min(g.shape[0] for g, _ in placed)
+        ink[foot - 5 : foot - 2, 20:240] = 1.0
+        field = segment.find_field(scan(ink))
+        assert not field.labels[foot - 4, 20:35].any()  # the line left of the digits
+        assert field.labels.max() == 3
+        text, boxes, _ = read(field)
+        kept += len(text) == 3 and boxed(boxes, placed)  # what they are: the classifier's job
+    assert kept >= 9
 
 
 def test_a_box_around_the_field_is_removed(mnist):
