@@ -87,7 +87,12 @@ def _number(
     picks = rng.integers(0, len(x), length)
     scale = rng.uniform(1.2, 2.4)  # the writer's size: digits 24 to 48 px tall
     pen = rng.choice(["thin", "normal", "thick"], p=[0.25, 0.5, 0.25])
-    glyphs = [(_glyph(x[i], scale * rng.uniform(0.85, 1.15), pen, rng), True) for i in picks]
+
+    def written(i: int) -> tuple[np.ndarray, bool]:
+        """Digit x[i] in this writer's hand."""
+        return _glyph(x[i], scale * rng.uniform(0.85, 1.15), pen, rng), True
+
+    glyphs = [written(i) for i in picks]
     added: set[str] = set()
     if paper and rng.random() < paper:
         added = {name for name, rate in PAPER.items() if rng.random() < rate}
@@ -95,7 +100,7 @@ def _number(
             zeros = np.flatnonzero(y == 0)
             for k in range(length - int(rng.integers(2, min(4, length - 1) + 1)), length):
                 picks[k] = rng.choice(zeros)
-                glyphs[k] = (_glyph(x[picks[k]], scale * rng.uniform(0.85, 1.15), pen, rng), True)
+                glyphs[k] = written(picks[k])
         glyphs = _as_on_documents(glyphs, [int(y[i]) for i in picks], added, rng)
     height = int(max(g.shape[0] for g, _ in glyphs) + 6 * scale)
     width = int(sum(g.shape[1] for g, _ in glyphs) + 16 * scale * len(glyphs) + 8)
