@@ -119,7 +119,9 @@ class RequestDeadline(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._seconds = _request_timeout()
         self._head_bytes = self._header_count = 0
+        self._parsed_bytes = 0  # of the head's request target, header names and values
         self._in_head = True  # the current request's head is still arriving
+        self._heads_done = 0  # heads completed on this connection
         self._refused = False  # its head was too large: answered 431, the rest is dropped
 
     def connection_made(self, transport) -> None:
@@ -129,9 +131,11 @@ class RequestDeadline(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        in_head = self._in_head
+        in_head, heads = self._in_head, self._heads_done
         super().data_received(data)  # at most one socket read: 256 KiB
-        if in_head and self._in_head and not self._refused:
+        # A read counts here only if it lies within one head: one that completed the head
+        # holds body bytes too (on_header counts the head it parses).
+        if in_head and heads == self._heads_done and not self._refused:
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEADER_BYTES:
                 self._refuse_head()
@@ -140,15 +144,27 @@ class RequestDeadline(HttpToolsProtocol):
         super().on_message_begin()
         self._arm()
 
+    def on_url(self, url: bytes) -> None:
+        self._parsed_bytes += len(url)
+        self._check_head()
+        super().on_url(url)
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
-        if self._header_count > MAX_HEADERS:
+        self._parsed_bytes += len(name) + len(value)
+        self._check_head()
+        super().on_header(name, value)
+
+    def _check_head(self) -> None:
+        """The head as parsed so far: within a read that also holds its end (and a body),
+        data_received cannot tell its size."""
+        if self._header_count > MAX_HEADERS or self._parsed_bytes > MAX_HEADER_BYTES:
             self._refused = True
             raise _HeadTooLarge  # stops the parser; it reports a parser error
-        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._heads_done += 1
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
@@ -177,6 +193,7 @@ class RequestDeadline(HttpToolsProtocol):
         super().on_message_complete()
         self._disarm()
         self._in_head, self._head_bytes, self._header_count = True, 0, 0
+        self._parsed_bytes = 0
 
     def connection_lost(self, exc) -> None:
         self._disarm()
