@@ -99,3 +99,22 @@ def test_a_weights_file_loaded_into_keras_folds_back_to_itself():
     assert again.keys() == original.keys()
     for name, value in original.items():
         np.testing.assert_array_equal(again[name], value)
+
+
+def test_a_number_longer_than_the_synthetic_ones_trains_with_every_digit():
+    """adapt trains on a user's labels, which may be longer than the synthetic numbers'
+    MAX_LABEL digits (a reference or account number): all of them are the target."""
+    import keras
+
+    text = "123456789012"
+    wide = np.zeros((lines.HEIGHT, 200), np.uint8)
+    batches = train_lines._batches(
+        [(wide, text), (wide[:, :60], "7")], 16, np.random.default_rng(0), remainder=True
+    )
+    y = next(y for x, y in batches if x.shape[2] == lines.padded_width(200))
+    assert [int(c) - 1 for c in y[0] if c] == [int(c) for c in text]
+    assert all(y.shape[1] >= train_lines.MAX_LABEL for _, y in batches)
+    model = train_lines.build(folded=True)
+    model.compile(keras.optimizers.Adam(1e-3), loss=keras.losses.CTC())
+    for x, y in batches:
+        assert np.isfinite(model.train_on_batch(x, y))

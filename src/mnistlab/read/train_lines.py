@@ -77,8 +77,9 @@ def _examples(args: tuple[Path | None, int, int, bool, float]) -> list[tuple[np.
 
 
 def _batches(examples, batch: int, rng: np.random.Generator, remainder: bool = False):
-    """Shuffled batches of lines of one padded width: (x (B, H, W, 1), labels (B, 8));
-    with `remainder`, each width's last, smaller batch too (few examples: keep them all)."""
+    """Shuffled batches of lines of one padded width: (x (B, H, W, 1), labels (B, L)), L
+    MAX_LABEL or the batch's longest text (a user's labels, in adapt, may be longer); with
+    `remainder`, each width's last, smaller batch too (few examples: keep them all)."""
     by_width: dict[int, list] = {}
     for image, text in examples:
         if image.shape[1] <= MAX_WIDTH:
@@ -89,7 +90,8 @@ def _batches(examples, batch: int, rng: np.random.Generator, remainder: bool = F
         for start in range(0, len(order) - (1 if remainder else batch) + 1, batch):
             members = order[start : start + batch]
             x = np.zeros((len(members), HEIGHT, width, 1), np.float32)
-            y = np.zeros((len(members), MAX_LABEL), np.int32)
+            longest = max(len(group[k][1]) for k in members)
+            y = np.zeros((len(members), max(MAX_LABEL, longest)), np.int32)
             for row, k in enumerate(members):
                 image, text = group[k]
                 x[row, :, : image.shape[1], 0] = image / 255.0
