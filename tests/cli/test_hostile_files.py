@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,6 +166,33 @@ def test_evaluating_a_run_on_a_full_disk_is_one_line(cli, tiny_runs, small_disk)
     assert "Traceback" not in result.stderr
     assert _partials(disk) == []
     assert runs.open_run(run).finished  # what it had is untouched
+
+
+CHEQUES = Path(__file__).resolve().parents[3] / "shared" / "data" / "cheques-dev"
+
+
+@pytest.mark.skipif(not CHEQUES.is_dir(), reason=f"the real cheques are not in {CHEQUES}")
+def test_adapting_onto_a_full_disk_is_one_line_and_resumes_once_there_is_room(
+    cli, tiny_runs, small_disk, tmp_path
+):
+    names = sorted(p.name for p in CHEQUES.glob("*.jpg"))[:8]
+    with open(CHEQUES / "labels.csv") as f:
+        texts = dict(line.strip().split(",") for line in f)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("filename,label\n" + "".join(f"{n},{texts[n]}\n" for n in names))
+    size = sum(p.stat().st_size for p in tiny_runs[0].iterdir() if p.is_file())
+    disk = small_disk(size / 1e6 + 0.5)  # room for the copy of the run, not for training
+    args = ("adapt", tiny_runs[0], CHEQUES, "--labels", labels, "--epochs", "1")
+    result = cli(*args, "--out", disk / "o")
+    assert result.returncode == 2, result.stderr
+    assert "mnistlab: error: no space left on the device for " in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _partials(disk) == []
+    grown = ["mount", "-o", "remount,size=64m", str(disk)]
+    assert subprocess.run(grown, capture_output=True).returncode == 0
+    again = cli(*args, "--out", disk / "o")
+    assert again.returncode == 0, again.stderr
+    assert (disk / "o" / "reader" / "reader.json").is_file() and _partials(disk) == []
 
 
 def _dead_pid() -> int:
