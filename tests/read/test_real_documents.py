@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import mnistlab
 from mnistlab.read import Reader, Reading, labelled
@@ -75,6 +76,33 @@ def test_the_benchmark_reads_part_of_each_set_zero_shot(default_run, tmp_path):
 # benchmarks/label_errors.csv corrected: 100% of the 8.5% of cheques accepted and 99.6%
 # of the 40.2% of register cells (as given, 100% and 98.6%: 11 of the 15 cells accepted
 # that are not their label are label errors; docs/commands/read.md).
+@pytest.mark.parametrize(
+    "name, written",
+    [
+        ("train_a_car_000160.jpg", "##.###"),  # 25.441
+        ("train_a_car_000162.jpg", "##.###-"),  # 22.970 -
+        ("train_a_car_000164.jpg", "##.###.-"),  # 19.133.-
+        ("train_a_car_000165.jpg", "##.###."),  # 18.998.
+        ("train_a_car_000159.jpg", "#####"),  # 10248, under a printed pattern
+        ("train_a_car_000157.jpg", "###."),  # 925., over a dotted rule: no mark from it
+    ],
+)
+def test_separators_and_end_marks_are_reported_in_their_places(default_run, name, written):
+    """The text is the digits; `written` puts the marks found beside them in their places
+    (so 1.480 is told from 14.80), and each mark has its box in the file's pixels."""
+    path = CHEQUES / name
+    ((_, reading),) = Reader.from_run(default_run[0]).read_files([path])
+    assert "".join("#" if c.isdigit() else c for c in reading.written) == written
+    assert reading.text == "".join(c for c in reading.written if c.isdigit())
+    width, height = Image.open(path).size
+    for mark in reading.marks:
+        x, y, w, h = mark.box
+        assert 0 <= x < x + w <= width and 0 <= y < y + h <= height
+    record = reading.as_record()
+    assert record["written"] == reading.written
+    assert [m["mark"] for m in record["marks"]] == [c for c in written if c not in "#"]
+
+
 @pytest.mark.parametrize(
     "folder, right", [(CHEQUES, 0.99), (CELLS, 0.99)], ids=["cheques", "register-cells"]
 )

@@ -58,6 +58,15 @@ class Digit:
 
 
 @dataclasses.dataclass(frozen=True)
+class Mark:
+    """A separator or an end mark beside the digits (segment.Field.marks): not read, but
+    where it stands tells 1.480 from 14.80."""
+
+    mark: str  # ".", a full stop or a comma; "-", a dash; "=", an equals sign
+    box: list[int]  # x, y, w, h in the image's pixels
+
+
+@dataclasses.dataclass(frozen=True)
 class Reading:
     """What an image says: its digits left to right, and how sure the reader is."""
 
@@ -65,6 +74,18 @@ class Reading:
     confidence: float
     unsure: bool
     digits: list[Digit]
+    marks: list[Mark] = dataclasses.field(default_factory=list)
+
+    @property
+    def written(self) -> str:
+        """The digits with the marks found beside them in their places: "19.133.-"."""
+        centres = [d.box[0] + d.box[2] / 2 for d in self.digits]
+        after = [sum(c < m.box[0] + m.box[2] / 2 for c in centres) for m in self.marks]
+        return "".join(
+            "".join(m.mark for m, k in zip(self.marks, after, strict=True) if k == place)
+            + (str(self.digits[place].digit) if place < len(self.digits) else "")
+            for place in range(len(self.digits) + 1)
+        )
 
     def line(self) -> str:
         said = "unsure" if self.unsure else self.text
@@ -81,6 +102,8 @@ class Reading:
                 {"digit": d.digit, "probability": round(d.probability, PLACES), "box": d.box}
                 for d in self.digits
             ],
+            "written": self.written,
+            "marks": [{"mark": m.mark, "box": m.box} for m in self.marks],
         }
 
 
@@ -176,9 +199,11 @@ class Reader:
                 found.append(e)
         lined = [f[1].image for f in found if not isinstance(f, UserError)]
         by_model = zip(*(model(lined) for model in self.line_models), strict=True)
-        # Per image: its error, or every line model's posteriors and, per line model,
-        # the digits it found (crops, boxes, wholeness, its probabilities) or why none.
-        split: list[tuple[list[np.ndarray], list[list[_Seen] | UserError]] | UserError] = []
+        # Per image: its error, or its field, every line model's posteriors and, per line
+        # model, the digits it found (crops, boxes, wholeness, its probabilities) or why none.
+        split: list[
+            tuple[segment.Field, list[np.ndarray], list[list[_Seen] | UserError]] | UserError
+        ] = []
         for item in found:
             if isinstance(item, UserError):
                 split.append(item)
@@ -191,13 +216,13 @@ class Reader:
                     found_digits.append(_digits(field, line, p, length))
                 except segment.SegmentError as e:
                     found_digits.append(e)
-            split.append((posteriors, found_digits))
+            split.append((field, posteriors, found_digits))
         crops = (
             [
                 crop
                 for s in split
                 if not isinstance(s, UserError)
-                for digits in s[1]
+                for digits in s[2]
                 if not isinstance(digits, UserError)
                 for crop, *_ in digits
             ]
@@ -210,11 +235,14 @@ class Reader:
             if isinstance(s, UserError):
                 out.append(s)
                 continue
-            posteriors, found_digits = s
+            field, posteriors, found_digits = s
             # Without the classifier, no crop is classified: None for each digit.
             readings = [
                 self._reading(
-                    posteriors, d, [next(classified) if self.classifier else None for _ in d]
+                    posteriors,
+                    d,
+                    [next(classified) if self.classifier else None for _ in d],
+                    [Mark(kind, box) for kind, box in field.marks],
                 )
                 for d in found_digits
                 if not isinstance(d, UserError)
@@ -227,6 +255,7 @@ class Reader:
         posteriors: list[np.ndarray],
         digits: list[_Seen],
         classified: list[np.ndarray | None],
+        marks: list[Mark],
     ) -> Reading:
         """The digits one line model found, each read by it and the classifier, and
         scored on every line model's probability of the string."""
@@ -238,7 +267,8 @@ class Reader:
         text = "".join(str(d.digit) for d in read)
         line = np.prod([lines.string_probability(p, text) for p in posteriors])
         confidence = float(np.prod([d.probability for d in read]) * line ** (1 / len(posteriors)))
-        return Reading(text, confidence, is_unsure(confidence, self.min_confidence), read)
+        unsure = is_unsure(confidence, self.min_confidence)
+        return Reading(text, confidence, unsure, read, marks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,7 +313,8 @@ def _in_file_pixels(reading: Reading | UserError, decoded: images.Decoded) -> Re
     if isinstance(reading, UserError):
         return reading
     digits = [dataclasses.replace(d, box=decoded.box(d.box)) for d in reading.digits]
-    return dataclasses.replace(reading, digits=digits)
+    marks = [dataclasses.replace(m, box=decoded.box(m.box)) for m in reading.marks]
+    return dataclasses.replace(reading, digits=digits, marks=marks)
 
 
 def _digits(

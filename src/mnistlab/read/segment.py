@@ -75,6 +75,9 @@ NEAR = 0.25  # a detached part of a digit is at most this far above or below it
 # separates or ends the number: it is not read.
 MARK_HEIGHT = 0.35
 MARK_WIDTH = 1.5
+# The reading reports those at least MARK_LEAST text heights tall and wide (a dash, at
+# least MARK_HEIGHT long): smaller, they are specks or what is left of a pattern.
+MARK_LEAST = 0.08
 # In a cell, a mark that touches a side is what is left of its border or the writing of
 # the next cell, unless it is this many text heights wide (a digit joined to a rule that
 # runs to the border).
@@ -98,6 +101,9 @@ class Field:
     ink: np.ndarray  # (H, W) float, 0 off the digits
     labels: np.ndarray  # (H, W) blob number + 1 per ink pixel, 0 elsewhere
     height: float  # the text's height in pixels
+    # The separators and end marks on the number's line, left out of its ink, left to
+    # right: ".", a full stop or a comma; "-", a dash; "=", two stacked; box [x, y, w, h].
+    marks: tuple[tuple[str, list[int]], ...] = ()
 
     def split(self, centres: list[float]) -> list[tuple[np.ndarray, list[int], bool]]:
         """The ink of each digit whose centre column is given, left to right: (its ink
@@ -182,7 +188,7 @@ def find_field(gray: np.ndarray) -> Field:
         raise SegmentError("no digits found (only lines or a margin)")
     boxes = ndimage.find_objects(labels)
     height = _text_height(labels, count)
-    blobs = _blobs(boxes, height)
+    blobs, marks = _blobs(boxes, height)
     if mask.shape[0] >= CELL_HEIGHTS * height:
         blobs = _main_line(blobs, boxes, labels)
     if not blobs:
@@ -193,7 +199,8 @@ def find_field(gray: np.ndarray) -> Field:
     for number, members in enumerate(blobs):
         blob_of[np.array(members) + 1] = number + 1
     blob_labels = blob_of[labels]
-    return Field(np.where(blob_labels > 0, ink, 0.0), blob_labels, height)
+    field_marks = _marks(marks, [m for b in blobs for m in b], boxes, height, mask.shape)
+    return Field(np.where(blob_labels > 0, ink, 0.0), blob_labels, height, field_marks)
 
 
 def paper_ink(gray: np.ndarray) -> tuple[np.ndarray, int]:
@@ -370,16 +377,20 @@ def _text_height(labels: np.ndarray, count: int) -> float:
     return float(heights[order][np.searchsorted(weight, weight[-1] / 2)])
 
 
-def _blobs(boxes: list[tuple[slice, slice]], height: float) -> list[list[int]]:
+def _blobs(
+    boxes: list[tuple[slice, slice]], height: float
+) -> tuple[list[list[int]], list[tuple[str, int]]]:
     """Components grouped into blobs, left to right. Tall parts stacked in the same
     columns are one digit (a 4's two strokes, a 5 broken at its stem; neighbours side by
     side are not, however slanted); a small part joins the blob it overlaps most, if it
     is near it (a 5's floating bar); marks that are neither digits nor near one (specks,
-    dashes, tick marks) are dropped."""
+    dashes, tick marks) are dropped. With the blobs, the separators and end marks among
+    those: ("." or "-", component)."""
     least = max(0.5 * height, MIN_DIGIT)
     tall = [i for i, b in enumerate(boxes) if b[0].stop - b[0].start >= least]
+    marks: list[tuple[str, int]] = []
     if not tall:
-        return []
+        return [], marks
     blobs: list[list[int]] = []
     for i in sorted(tall, key=lambda i: boxes[i][1].start):
         if blobs:
@@ -407,11 +418,48 @@ def _blobs(boxes: list[tuple[slice, slice]], height: float) -> list[list[int]]:
         if best >= 0.3 * w and near and max(h, w) >= SPECK / 2 * height:
             blobs[owner].append(i)  # a detached part: a 5's top bar, a 4's stroke
         elif h < MARK_HEIGHT * height and (low or w > MARK_WIDTH * h):
-            pass  # a separator or an end mark: a full stop, a comma, a dash, an equals sign
+            # A separator or an end mark: a full stop, a comma, a dash, an equals sign.
+            marks.append(("-" if w > MARK_WIDTH * h else ".", i))
         elif inside and h >= MIN_DIGIT and max(h, w) >= SPECK * height:
             blobs.append([i])  # a short digit, or a part of a broken one
         # else: a speck, a tick mark, a mark outside the line of text
-    return sorted(blobs, key=lambda b: _span(boxes, b).start)
+    return sorted(blobs, key=lambda b: _span(boxes, b).start), marks
+
+
+def _marks(
+    marks: list[tuple[str, int]], number: list[int], boxes, height: float, shape
+) -> tuple[tuple[str, list[int]], ...]:
+    """The marks that sit on the number's line, from its first digit to a text height
+    past its last (a register cell's marks elsewhere are other entries' or none), not on
+    the image's top, bottom or left edge (a crop's remains; an end mark may end it), two
+    dashes one above the other as one "=", with their boxes [x, y, w, h], left to right."""
+    cols, rows = _span(boxes, number), _rows(boxes, number)
+    found: list[tuple[str, slice, slice]] = []
+    for kind, i in sorted(marks, key=lambda m: boxes[m[1]][1].start):
+        r, c = boxes[i]
+        centre, middle = (c.start + c.stop) / 2, (r.start + r.stop) / 2
+        if (
+            not cols.start < centre < cols.stop + height
+            or not rows.start < middle < rows.stop + NEAR * height  # not under the number
+            or min(r.stop - r.start, c.stop - c.start) < MARK_LEAST * height
+            or (kind == "-" and c.stop - c.start < MARK_HEIGHT * height)
+            or 0 in (r.start, c.start)
+            or r.stop == shape[0]
+        ):
+            continue  # a speck or a pattern's remains; a line's remains under the number
+        if found and kind == found[-1][0] == "-":
+            last = found[-1][2]
+            if _overlap(c, last) >= 0.5 * min(c.stop - c.start, last.stop - last.start):
+                kind, r, c = "=", _union(found[-1][1], r), _union(last, c)
+                found.pop()
+        found.append((kind, r, c))
+    return tuple(
+        (kind, [c.start, r.start, c.stop - c.start, r.stop - r.start]) for kind, r, c in found
+    )
+
+
+def _union(a: slice, b: slice) -> slice:
+    return slice(min(a.start, b.start), max(a.stop, b.stop))
 
 
 def _main_line(blobs: list[list[int]], boxes, labels: np.ndarray) -> list[list[int]]:

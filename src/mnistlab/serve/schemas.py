@@ -44,11 +44,21 @@ class ReadDigit(BaseModel):
     box: list[int] = Field(description="x, y, width, height of the digit's ink, in pixels")
 
 
+class ReadMark(BaseModel):
+    mark: str = Field(description="'.' (a full stop or a comma), '-' (a dash) or '=', not read")
+    box: list[int] = Field(description="x, y, width, height of the mark's ink, in pixels")
+
+
 class ReadResponse(BaseModel):
     text: str = Field(description="the digits left to right (leading zeros kept)")
     confidence: float = Field(description="the estimated chance that every digit is right")
     unsure: bool = Field(description="confidence below the min_confidence asked for")
     digits: list[ReadDigit]
+    written: str = Field(
+        description="the digits with the separators and end marks found beside them in "
+        "their places ('19.133.-'); a faint mark may be missed"
+    )
+    marks: list[ReadMark]
 
 
 class PredictResponse(BaseModel):
