@@ -6,7 +6,6 @@ from mnistlab.read.reader import (
     FILES_PER_BATCH,
     MIN_CONFIDENCE,
     Digit,
-    Mark,
     Reader,
     Reading,
     is_unsure,
@@ -16,7 +15,7 @@ from mnistlab.read.reader import (
     reader_of,
     sure_mistakes,
 )
-from mnistlab.read.segment import SegmentError
+from mnistlab.read.segment import Mark, SegmentError
 
 __all__ = [
     "FILES_PER_BATCH",

@@ -33,6 +33,7 @@ from mnistlab.config import MAX_DIGITS, ReadConfig
 from mnistlab.errors import UserError
 from mnistlab.predictor import Predictor
 from mnistlab.read import lines, segment
+from mnistlab.read.segment import Mark
 
 # Decimal places of the probabilities a Reading reports.
 PLACES = 6
@@ -54,15 +55,6 @@ _Seen = tuple[np.ndarray, list[int], bool, np.ndarray]
 class Digit:
     digit: int
     probability: float
-    box: list[int]  # x, y, w, h in the image's pixels
-
-
-@dataclasses.dataclass(frozen=True)
-class Mark:
-    """A separator or an end mark beside the digits (segment.Field.marks): not read, but
-    where it stands tells 1.480 from 14.80."""
-
-    mark: str  # ".", a full stop or a comma; "-", a dash; "=", an equals sign
     box: list[int]  # x, y, w, h in the image's pixels
 
 
@@ -242,7 +234,7 @@ class Reader:
                     posteriors,
                     d,
                     [next(classified) if self.classifier else None for _ in d],
-                    [Mark(kind, box) for kind, box in field.marks],
+                    field.marks,
                 )
                 for d in found_digits
                 if not isinstance(d, UserError)

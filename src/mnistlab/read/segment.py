@@ -10,7 +10,7 @@ parts overlap horizontally).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -95,15 +95,23 @@ class SegmentError(images.ImageError):
 
 
 @dataclass(frozen=True)
+class Mark:
+    """A separator or an end mark beside the digits: not read, but where it stands tells
+    1.480 from 14.80."""
+
+    mark: str  # ".", a full stop, a comma or a slash; "-", a dash; "=", an equals sign
+    box: list[int]  # x, y, w, h in the image's pixels
+
+
+@dataclass(frozen=True)
 class Field:
     """The cleaned ink of a written number, its blobs numbered left to right."""
 
     ink: np.ndarray  # (H, W) float, 0 off the digits
     labels: np.ndarray  # (H, W) blob number + 1 per ink pixel, 0 elsewhere
     height: float  # the text's height in pixels
-    # The separators and end marks on the number's line, left out of its ink, left to
-    # right: ".", a full stop or a comma; "-", a dash; "=", two stacked; box [x, y, w, h].
-    marks: tuple[tuple[str, list[int]], ...] = ()
+    # The separators and end marks on the number's line, left out of its ink, left to right.
+    marks: list[Mark] = field(default_factory=list)
 
     def split(self, centres: list[float]) -> list[tuple[np.ndarray, list[int], bool]]:
         """The ink of each digit whose centre column is given, left to right: (its ink
@@ -199,8 +207,8 @@ def find_field(gray: np.ndarray) -> Field:
     for number, members in enumerate(blobs):
         blob_of[np.array(members) + 1] = number + 1
     blob_labels = blob_of[labels]
-    field_marks = _marks(marks, [m for b in blobs for m in b], boxes, height, mask.shape)
-    return Field(np.where(blob_labels > 0, ink, 0.0), blob_labels, height, field_marks)
+    on_line = _marks(marks, [m for b in blobs for m in b], boxes, height, mask.shape)
+    return Field(np.where(blob_labels > 0, ink, 0.0), blob_labels, height, on_line)
 
 
 def paper_ink(gray: np.ndarray) -> tuple[np.ndarray, int]:
@@ -428,7 +436,7 @@ def _blobs(
 
 def _marks(
     marks: list[tuple[str, int]], number: list[int], boxes, height: float, shape
-) -> tuple[tuple[str, list[int]], ...]:
+) -> list[Mark]:
     """The marks that sit on the number's line, from its first digit to a text height
     past its last (a register cell's marks elsewhere are other entries' or none), not on
     the image's top, bottom or left edge (a crop's remains; an end mark may end it), two
@@ -453,9 +461,9 @@ def _marks(
                 kind, r, c = "=", _union(found[-1][1], r), _union(last, c)
                 found.pop()
         found.append((kind, r, c))
-    return tuple(
-        (kind, [c.start, r.start, c.stop - c.start, r.stop - r.start]) for kind, r, c in found
-    )
+    return [
+        Mark(kind, [c.start, r.start, c.stop - c.start, r.stop - r.start]) for kind, r, c in found
+    ]
 
 
 def _union(a: slice, b: slice) -> slice:
