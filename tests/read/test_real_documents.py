@@ -243,6 +243,14 @@ def test_adapt_keeps_the_runs_reader_where_the_adapted_one_reads_fewer(
     again = adapt(made.path, CHEQUES, labels, tmp_path / "again", epochs=1)
     assert again.record["adapted"] is False and again.record["classifier"] is False
     assert Reader.from_run(again.path).classifier is False
+    # A reader adapted before the third line model shipped (two files, none named in
+    # reader.json) adapts again on its two, and names them.
+    (made.path / "reader" / lines.WEIGHTS[2]).unlink()
+    del record["line_models"]
+    record_path.write_text(json.dumps(record))
+    older = adapt(made.path, CHEQUES, labels, tmp_path / "older", epochs=1)
+    assert older.record["line_models"] == list(lines.WEIGHTS[:2])
+    assert len(Reader.from_run(older.path).line_models) == 2
 
 
 def test_adapt_killed_resumes_from_its_last_epoch(default_run, cheques, tmp_path):

@@ -189,3 +189,20 @@ def test_adapt_says_when_it_accepts_nothing(tmp_path, capsys):
               "classifier": True, "line_models_alone": held, "min_confidence": 1.0}  # fmt: skip
     output.adapted(Adapted(tmp_path, record))
     assert "every reading is marked unsure" in capsys.readouterr().out
+
+
+def test_a_reader_adapted_with_two_line_models_reads_with_its_two(tmp_path):
+    """Readers adapted before the third line model shipped name none in reader.json and
+    hold two: they read as they were calibrated, with those two."""
+    folder = tmp_path / runs.READER
+    folder.mkdir()
+    for name in lines.WEIGHTS[:2]:
+        (folder / name).write_bytes((Path(lines.__file__).parent / name).read_bytes())
+    (folder / runs.READER_RECORD).write_text(json.dumps({"min_confidence": 0.5}))
+    fitted = reader_of(tmp_path)
+    assert [m.weights()["w0"].shape for m in fitted.line_models] == [(3, 3, 1, 32)] * 2
+    (folder / runs.READER_RECORD).write_text(
+        json.dumps({"min_confidence": 0.5, "line_models": ["../../etc/passwd"]})
+    )
+    with pytest.raises(runs.RunError, match="damaged, line_models not of"):
+        reader_of(tmp_path)

@@ -89,10 +89,12 @@ def test_numpy_inference_equals_the_keras_model_it_was_folded_from():
         np.testing.assert_allclose(out, expected, atol=1e-4)
 
 
-def test_a_weights_file_loaded_into_keras_folds_back_to_itself():
-    """Fine-tuning (train_lines --start, adapt) starts from exactly the shipped weights."""
-    shipped = lines.LineModel.load(lines.WEIGHTS[1])
-    model = train_lines.build(folded=True)
+@pytest.mark.parametrize("name", lines.WEIGHTS)
+def test_a_weights_file_loaded_into_keras_folds_back_to_itself(name):
+    """Fine-tuning (train_lines --start, adapt) starts from exactly the shipped weights,
+    whatever the model's width."""
+    shipped = lines.LineModel.load(name)
+    model = train_lines.build(True, *shipped.architecture())
     train_lines.load_weights(model, shipped)
     again = train_lines._folded(model)
     original = shipped.weights()

@@ -7,7 +7,7 @@ written digit ends and the next begins, touching or not. It is trained on number
 written with MNIST's *training* digits (documents.number_strings), so the string
 benchmark (the *test* digits) is new to it.
 
-The weights of two such models ship with the package (WEIGHTS); inference is NumPy (no
+The weights of three such models ship with the package (WEIGHTS); inference is NumPy (no
 framework, and no compilation per image width). read.train_lines trains them.
 """
 
@@ -27,10 +27,12 @@ from scipy.special import softmax
 from mnistlab.read import segment
 from mnistlab.runs import RunError
 
-# Two line models read each line: one trained on numbers of MNIST's training digits as
-# they are, one with those digits distorted in every other chunk (`--augment`). Their
-# errors differ; the reader keeps the reading that both find likeliest (reader.py).
-WEIGHTS = ("lines.npz", "lines_augmented.npz")
+# Three line models read each line: one trained on numbers of MNIST's training digits as
+# they are, one with those digits distorted in every other chunk (`--augment`), and a
+# wider one (train_lines.WIDE) trained longer on distorted digits and paper from the
+# start. Their errors differ; the reader keeps the reading that all find likeliest
+# (reader.py).
+WEIGHTS = ("lines.npz", "lines_augmented.npz", "lines_wide.npz")
 HEIGHT = 24  # the line image's rows; the ink's box is scaled to INNER of them
 INNER = 20  # as MNIST's digits fill 20 of 28 rows
 PAD = 4  # blank columns each side
@@ -110,6 +112,13 @@ class LineModel:
     def from_bytes(cls, data: bytes) -> LineModel:
         with np.load(io.BytesIO(data)) as weights:
             return cls(dict(weights))
+
+    def architecture(self) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
+        """Its filters, as CONV and CONTEXT give them, read off its weights (the shipped
+        models differ in width): what train_lines.build needs to fine-tune it."""
+        kernels = [kernel for kernel, _ in self.layers]
+        conv = tuple(k.shape[-1] for k in kernels[: len(CONV)])
+        return conv, tuple((k.shape[0], k.shape[-1]) for k in kernels[len(CONV) : -1])
 
     def weights(self) -> dict[str, np.ndarray]:
         """As the weights file holds them: w0, b0, w1, ..."""

@@ -12,8 +12,8 @@ models' probability of the whole string (lines.string_probability; the geometric
 over the models). The digits alone miss a digit too many or too few and a line the model
 is torn over: on 2,000 five-digit numbers, accepting readings at 99.5% right kept 36% of
 them on the digits' product and 73% with one line model on this one. Of the readings the
-line models lead to, the most confident is kept: the two models' errors differ (before
-either saw numbers drawn as on paper, together they read 95.2% of 500 five-digit numbers
+line models lead to, the most confident is kept: the models' errors differ (before
+either saw numbers drawn as on paper, the first two read 95.2% of 500 five-digit numbers
 of the string benchmark, one alone 94.3%).
 """
 
@@ -270,6 +270,7 @@ class Fitted:
     line_models: list[lines.LineModel]
     min_confidence: float
     classifier: bool  # whether the classifier reads the digits' crops too
+    names: list[str]  # the line models' files, of lines.WEIGHTS
 
 
 def reader_of(run_path: str | os.PathLike) -> Fitted:
@@ -281,7 +282,7 @@ def reader_of(run_path: str | os.PathLike) -> Fitted:
             raise runs.RunError(
                 f"{run_path}: unfinished adaptation; run mnistlab adapt again to finish it"
             )
-        return Fitted(lines.shipped(), MIN_CONFIDENCE, True)
+        return Fitted(lines.shipped(), MIN_CONFIDENCE, True, list(lines.WEIGHTS))
     record = runs.read_json(folder / runs.READER_RECORD)
     if not isinstance(record, dict):
         record = {}
@@ -291,8 +292,14 @@ def reader_of(run_path: str | os.PathLike) -> Fitted:
     classifier = record.get("classifier", True)  # readers adapted before the choice: True
     if not isinstance(classifier, bool):
         raise runs.RunError(f"{folder / runs.READER_RECORD}: damaged, classifier not true/false")
-    models = [lines.LineModel.from_file(folder / name) for name in lines.WEIGHTS]
-    return Fitted(models, float(threshold), classifier)
+    # Readers adapted before the third line model shipped hold the first two.
+    names = record.get("line_models", list(lines.WEIGHTS[:2]))
+    if not (isinstance(names, list) and names and all(n in lines.WEIGHTS for n in names)):
+        raise runs.RunError(
+            f"{folder / runs.READER_RECORD}: damaged, line_models not of {lines.WEIGHTS}"
+        )
+    models = [lines.LineModel.from_file(folder / name) for name in names]
+    return Fitted(models, float(threshold), classifier, names)
 
 
 def is_unsure(confidence: float, min_confidence: float) -> bool:
