@@ -2,6 +2,7 @@
 inference that equals the Keras model it was folded from."""
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +121,13 @@ def test_a_number_longer_than_the_synthetic_ones_trains_with_every_digit():
     model.compile(keras.optimizers.Adam(1e-3), loss=keras.losses.CTC())
     for x, y in batches:
         assert np.isfinite(model.train_on_batch(x, y))
+
+
+def test_every_shipped_weights_file_reads_as_float32_and_stays_under_a_mebibyte():
+    """lines_wide.npz is stored as float16 (git holds no file over 1 MiB); inference and
+    fine-tuning see float32."""
+    for name in lines.WEIGHTS:
+        path = Path(lines.__file__).with_name(name)
+        assert path.stat().st_size < 2**20, name
+        model = lines.LineModel.load(name)
+        assert all(w.dtype == b.dtype == np.float32 for w, b in model.layers), name

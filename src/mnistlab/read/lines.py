@@ -93,7 +93,12 @@ class LineModel:
 
     def __init__(self, weights: dict[str, np.ndarray]):
         count = len(CONV) + len(CONTEXT) + 1
-        self.layers = [(weights[f"w{k}"], weights[f"b{k}"]) for k in range(count)]
+        # float32 whatever the file holds: lines_wide.npz is stored as float16, to stay
+        # under 1 MiB in git (its readings of both dev sets and 2,000 strings are the same).
+        self.layers = [
+            (weights[f"w{k}"].astype(np.float32), weights[f"b{k}"].astype(np.float32))
+            for k in range(count)
+        ]
 
     @classmethod
     def load(cls, name: str = WEIGHTS[0]) -> LineModel:
