@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 import mnistlab
-from mnistlab.read import Reader, Reading, labelled
+from mnistlab.read import Reader, Reading, labelled, lines
 from mnistlab.read.reader import MIN_CONFIDENCE
 from mnistlab.report import read_documents
 
@@ -173,6 +173,12 @@ def test_adapt_improves_the_held_out_reading_and_read_uses_it(cli, default_run, 
     assert record["after"]["accuracy"] >= record["line_models_alone"]["accuracy"], record
     assert Reader.from_run(out).classifier == record["classifier"]
     assert not (out / "reader" / "state").exists()
+    # The line models' first two convolutions stay as trained (adapt.FROZEN); the rest is
+    # fitted.
+    for fitted, shipped in zip(Reader.from_run(out).line_models, lines.shipped(), strict=True):
+        pairs = zip(fitted.layers, shipped.layers, strict=True)
+        same = [np.array_equal(a[0], b[0]) for a, b in pairs]
+        assert same == [True, True] + [False] * (len(same) - 2), same
     # The copy is a run: read takes it, with the adapted line models and threshold.
     image = cheques.paths[100]
     answer = cli("read", out, image, "--json", "--min-confidence", "0")
@@ -212,7 +218,6 @@ def test_adapt_keeps_the_runs_reader_where_the_adapted_one_reads_fewer(
 ):
     from mnistlab import adapt, output
     from mnistlab.read import adapt as adapting
-    from mnistlab.read import lines
 
     def reads_nothing(folder, name, model, *_):  # every frame blank: no digits found
         weights = model.weights()
@@ -268,6 +273,12 @@ def test_adapt_killed_resumes_from_its_last_epoch(default_run, cheques, tmp_path
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (out / "reader" / "reader.json").exists()
+    # What the resume starts from keeps the first two convolutions frozen (adapt.FROZEN).
+    import keras
+
+    saved = keras.saving.load_model(state.with_suffix(".keras"))
+    convolutions = [x for x in saved.layers if isinstance(x, keras.layers.Conv2D)]
+    assert [x.trainable for x in convolutions] == [False, False, True]
     refused = subprocess.run([sys.executable, "-m", "mnistlab", "read", str(out),
                               str(cheques.paths[0])], capture_output=True, text=True)  # fmt: skip
     assert refused.returncode == 2 and "unfinished adaptation" in refused.stderr

@@ -37,6 +37,12 @@ from mnistlab.read.reader import MIN_CONFIDENCE, Reader, judged, reader_of, sure
 ACCEPTED_RIGHT = 0.99
 BATCH = 16
 LEARNING_RATE = 3e-3
+# The line models' first convolutions stay as trained: they see strokes, which MNIST's
+# digits teach well, and fine-tuned on a few hundred fields they learn those by heart.
+# Measured on four splits of the dev cheques (300 to train on, 140 read), the adapted
+# reader reads 2.9 points more with the first two frozen (1.4 to 4.3 on each split), and
+# 0.9 more of the 697 register cells.
+FROZEN = 2
 # The run's files that the copy keeps (not its reports, exports or TensorBoard logs).
 RUN_FILES = (runs.CONFIG, runs.METRICS, runs.HISTORY, runs.FINAL_MODEL, runs.BEST_MODEL)
 
@@ -190,6 +196,8 @@ def _fit(
         keras.utils.set_random_seed(config.seed)
         net = train_lines.build(True, *model.architecture())
         train_lines.load_weights(net, model)
+        for layer in [x for x in net.layers if isinstance(x, keras.layers.Conv2D)][:FROZEN]:
+            layer.trainable = False
         steps = -(-len(examples) // BATCH) * config.epochs
         schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
         net.compile(keras.optimizers.Adam(schedule), loss=keras.losses.CTC())
