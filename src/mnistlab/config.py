@@ -479,7 +479,7 @@ class ReadConfig(_Config):
     min_confidence: float | None = option(
         None,
         "below this estimated chance that the whole number is right, answer 'unsure' "
-        "(default: the reader's calibrated threshold; 0 accepts every reading)",
+        "(default: the reader's calibrated threshold; 0 accepts every reading, 1 none)",
     )
     length: int | None = option(None, "the number of digits, when it is known (a ZIP code: 5)")
 

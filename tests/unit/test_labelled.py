@@ -11,7 +11,7 @@ from PIL import Image
 from mnistlab import runs
 from mnistlab.config import AdaptConfig, ConfigError
 from mnistlab.errors import UserError
-from mnistlab.read import MIN_CONFIDENCE, labelled, lines, reader_of
+from mnistlab.read import MIN_CONFIDENCE, Reading, labelled, lines, reader_of
 
 
 @pytest.fixture
@@ -118,6 +118,10 @@ class Sure:
         ([0.9999, 0.998, 0.9], ["1", "1", "1"], 0.998, 0.6667),  # not 0.9: the floor
         ([0.9, 0.5], ["1", "1"], MIN_CONFIDENCE, 0.0),  # none that sure: the floor
         ([0.998, 0.5], ["2", "1"], 1.0, 0.0),  # the surest is wrong: accept none
+        # The row's own confidence, not rounded: to 6 places it would be 1, accepting none.
+        ([0.9999996, 0.995], ["1", "2"], 0.9999996, 0.5),
+        # Right only at 1: a threshold of 1 accepts nothing, so none is found.
+        ([1.0, 0.995], ["1", "2"], 1.0, 0.0),
     ],
 )
 def test_an_adapted_threshold_is_never_below_the_default(confidences, texts, threshold, accepted):
@@ -206,3 +210,31 @@ def test_a_reader_adapted_with_two_line_models_reads_with_its_two(tmp_path):
     )
     with pytest.raises(runs.RunError, match="damaged, line_models not of"):
         reader_of(tmp_path)
+
+
+def test_a_confidence_is_at_most_1_and_a_threshold_of_1_accepts_nothing():
+    """A line model saturated by adapting has float32 frames that sum to a little over 1,
+    and the CTC sum over a string's paths passes 1 (on an adapted reader's register cells,
+    116 of 697 readings did, and a held-out threshold of 1 accepted them)."""
+    from scipy.special import softmax
+
+    from mnistlab.read import Reader, is_unsure
+    from mnistlab.report import judge_documents
+
+    logits = np.zeros((12, 11), np.float32)
+    logits[:, lines.BLANK] = 20.0
+    logits[5] = 0.0
+    logits[5, 1 + 5] = 20.0  # a 5 on frame 5, blank on every other
+    p = softmax(logits, axis=-1)
+    assert lines.string_probability(p, "5") > 1.0  # float error, not a probability
+    sure_5 = np.eye(10, dtype=np.float32)[5]  # the classifier: 5, and 0 for the rest
+    digits = [(None, [0, 0, 4, 4], True, lines.digit_probabilities(p, np.array([5])))]
+    for threshold in (0.0, 1.0):
+        reading = Reader(None, threshold, [None])._reading([p], digits, [sure_5], [])
+        assert reading.text == "5" and reading.confidence == 1.0
+        assert reading.unsure is (threshold == 1.0)
+    assert is_unsure(1.0, 1.0) and not is_unsure(1.0, 0.99)
+    # evaluate's "accepted where 99% right" names a threshold that accepts something.
+    data = labelled.Labelled([Path("a.png"), Path("b.png")], ["5", "1"], 0)
+    record = judge_documents([reading, Reading("2", 0.5, False, [])], data, 1.0, 0.99)
+    assert record["at_99"] is None, record["at_99"]

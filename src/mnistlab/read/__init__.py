@@ -13,6 +13,7 @@ from mnistlab.read.reader import (
     judged,
     read_paths,
     reader_of,
+    selectable,
     sure_mistakes,
 )
 from mnistlab.read.segment import Mark, SegmentError
@@ -30,5 +31,6 @@ __all__ = [
     "judged",
     "read_paths",
     "reader_of",
+    "selectable",
     "sure_mistakes",
 ]

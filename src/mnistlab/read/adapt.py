@@ -31,7 +31,14 @@ from mnistlab.errors import UserError
 from mnistlab.metrics import coverage_at, risk_coverage
 from mnistlab.predictor import Predictor
 from mnistlab.read import labelled, lines
-from mnistlab.read.reader import MIN_CONFIDENCE, Reader, judged, reader_of, sure_mistakes
+from mnistlab.read.reader import (
+    MIN_CONFIDENCE,
+    Reader,
+    judged,
+    reader_of,
+    selectable,
+    sure_mistakes,
+)
 
 # The threshold makes the accepted held-out readings at least this often right.
 ACCEPTED_RIGHT = 0.99
@@ -235,10 +242,11 @@ def _measure(
     readings = reader.read_many(list(decoded))
     right, confidence = judged(readings, texts)
     table = [r for r in risk_coverage(right, confidence) if r["threshold"] >= MIN_CONFIDENCE]
-    row = coverage_at(table, ACCEPTED_RIGHT)
+    row = coverage_at(selectable(table), ACCEPTED_RIGHT)
     return {
         "accuracy": round(float(right.mean()), 4),
-        "threshold": round(row["threshold"], 6) if row else 1.0 if table else MIN_CONFIDENCE,
+        # The row's own confidence: rounded, it could pass the row's readings or reach 1.
+        "threshold": row["threshold"] if row else 1.0 if table else MIN_CONFIDENCE,
         "accepted": round(row["coverage"], 4) if row else 0.0,
         "sure_mistakes": sure_mistakes(readings, texts, names, MIN_CONFIDENCE),
     }

@@ -258,7 +258,10 @@ class Reader:
             read.append(Digit(int(q.argmax()), float(q.max()), box))
         text = "".join(str(d.digit) for d in read)
         line = np.prod([lines.string_probability(p, text) for p in posteriors])
-        confidence = float(np.prod([d.probability for d in read]) * line ** (1 / len(posteriors)))
+        # At most 1: a saturated line model's frames sum to a little over 1 in float32.
+        confidence = min(
+            1.0, float(np.prod([d.probability for d in read]) * line ** (1 / len(posteriors)))
+        )
         unsure = is_unsure(confidence, self.min_confidence)
         return Reading(text, confidence, unsure, read, marks)
 
@@ -303,9 +306,16 @@ def reader_of(run_path: str | os.PathLike) -> Fitted:
 
 
 def is_unsure(confidence: float, min_confidence: float) -> bool:
-    """Whether a reading is refused: below the threshold, or of a confidence that shows as
-    0 (a string the line models rule out, as a number forced to a wrong length is)."""
-    return confidence < min_confidence or round(confidence, PLACES) <= 0.0
+    """Whether a reading is refused: below the threshold, at a threshold of 1 (no reading
+    is certain: 1 refuses every one, as adapt's threshold where no share of the held-out
+    readings is sure and right enough), or of a confidence that shows as 0 (a string the
+    line models rule out, as a number forced to a wrong length is)."""
+    return confidence < min_confidence or min_confidence >= 1.0 or round(confidence, PLACES) <= 0.0
+
+
+def selectable(table: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The rows of a risk-coverage table that a threshold can accept: those below 1."""
+    return [row for row in table if row["threshold"] < 1.0]
 
 
 def _in_file_pixels(reading: Reading | UserError, decoded: images.Decoded) -> Reading | UserError:
