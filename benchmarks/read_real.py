@@ -29,7 +29,7 @@ import record
 from mnistlab.config import AdaptConfig
 from mnistlab.read import Reader, labelled
 from mnistlab.read.adapt import adapt
-from mnistlab.report import judge_documents, read_labelled
+from mnistlab.report import judge_documents, read_documents, read_labelled
 
 SETS = {"cheques-dev": 400, "register-cells-dev": 2000}  # and how many adapt trains on
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -142,7 +142,7 @@ def adapted(
         reader = Reader.from_run(made.path)
         rest = order[train:]
         after, fixed_after = judged_both(reader, subset(data, rest), subset(fixed, rest))
-        before, _ = judged_both(Reader.from_run(run), subset(data, rest), subset(fixed, rest))
+        before = read_documents(Reader.from_run(run), subset(data, rest))
         errors = sum(data.texts[k] != fixed.texts[k] for k in rest)
         return made.record, {**after, "zero_shot": before["accuracy"]}, fixed_after, errors
 

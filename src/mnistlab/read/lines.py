@@ -205,7 +205,10 @@ def string_probability(p: np.ndarray, text: str) -> float:
         step[1:] = np.logaddexp(step[1:], alpha[:-1])
         step[2:] = np.where(skip[2:], np.logaddexp(step[2:], alpha[:-2]), step[2:])
         alpha = step + logp[t, labels]
-    return float(np.exp(np.logaddexp(alpha[-1], alpha[-2]) if text else alpha[-1]))
+    total = np.exp(np.logaddexp(alpha[-1], alpha[-2]) if text else alpha[-1])
+    # At most 1: a saturated model's float32 frames sum to a little over 1, and so can
+    # the paths' sum (up to 1.00000008 on an adapted reader's register cells).
+    return min(1.0, float(total))
 
 
 def _best_path(logp: np.ndarray, length: int) -> np.ndarray:

@@ -258,10 +258,7 @@ class Reader:
             read.append(Digit(int(q.argmax()), float(q.max()), box))
         text = "".join(str(d.digit) for d in read)
         line = np.prod([lines.string_probability(p, text) for p in posteriors])
-        # At most 1: a saturated line model's frames sum to a little over 1 in float32.
-        confidence = min(
-            1.0, float(np.prod([d.probability for d in read]) * line ** (1 / len(posteriors)))
-        )
+        confidence = float(np.prod([d.probability for d in read]) * line ** (1 / len(posteriors)))
         unsure = is_unsure(confidence, self.min_confidence)
         return Reading(text, confidence, unsure, read, marks)
 
