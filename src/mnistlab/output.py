@@ -16,6 +16,8 @@ from mnistlab.errors import UserError
 # How many of the readings accepted and not as labelled (adapt's held-out images,
 # evaluate --documents') are printed; the record holds them all.
 SURE_MISTAKES_SHOWN = 5
+# Accepted readings that can show 99% of them right: one mistake among them is 1 in 100.
+SHOWS_99 = 100
 
 
 def each_file(args: argparse.Namespace, job, done: str, sep: str) -> int:
@@ -178,7 +180,7 @@ def documents_summary(record: dict, path) -> None:
         )
     _sure_mistakes(
         record["sure_mistakes"],
-        "images accepted and not as labelled (the reader's mistake or the label's: check them)",
+        "accepted and not as labelled (the reader's mistake or the label's: check them)",
         f"{path}, sure_mistakes",
     )
     rows = [
@@ -251,22 +253,29 @@ def adapted(adapted) -> None:
         print(f"min_confidence={record['min_confidence']:.4f}, read's default: none of them "
               "is read that surely")  # fmt: skip
     else:
-        print(f"min_confidence={record['min_confidence']:.4f}: accepts {after['accepted']:.1%} "
-              f"of them, 99% right (before: {before['accepted']:.1%})")  # fmt: skip
+        accepted = after["accepted_readings"]
+        print(f"min_confidence={record['min_confidence']:.4f}: accepts {accepted} of them "
+              f"({after['accepted']:.1%}), {after['accepted_right']:.1%} right "
+              f"(before: {before['accepted']:.1%})")  # fmt: skip
+        if accepted < SHOWS_99:
+            print(f"{accepted} readings are too few to show that 99% are right; `evaluate "
+                  "--documents` on labelled images adapt has not seen measures it")  # fmt: skip
     _sure_mistakes(
         after["sure_mistakes"],
-        "held-out images read surely and not as labelled (a label that is not what the image "
-        "shows raises the threshold: check them, correct and adapt again)",
+        "read surely and not as labelled (a label that is not what the image shows raises "
+        "the threshold: check them, correct and adapt again)",
         "reader/reader.json, after.sure_mistakes",
+        which="held-out ",
     )
     print(f"reader={adapted.path}")
 
 
-def _sure_mistakes(mistakes: list[dict], what: str, where: str) -> None:
+def _sure_mistakes(mistakes: list[dict], what: str, where: str, which: str = "") -> None:
     """The readings accepted and not as labelled (reader.sure_mistakes), surest first."""
     if not mistakes:
         return
-    print(f"{len(mistakes)} {what}:")
+    images = "image" if len(mistakes) == 1 else "images"
+    print(f"{len(mistakes)} {which}{images} {what}:")
     for m in mistakes[:SURE_MISTAKES_SHOWN]:
         print(f"  {m['file']}: labelled {m['label']}, read {m['read']} "
               f"(confidence {m['confidence']:.6f})")  # fmt: skip

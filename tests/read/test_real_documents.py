@@ -189,6 +189,12 @@ def test_adapt_improves_the_held_out_reading_and_read_uses_it(cli, default_run, 
     # Never below the package's threshold: on held-out fields of the same writers, 0.39
     # looked 99% right; on the other 380 cheques, what it accepts is 93% right.
     assert record["min_confidence"] >= MIN_CONFIDENCE, record
+    # The 40 held out: what it accepts of them, counted and judged (too few to show 99%).
+    after = record["after"]
+    assert after["accepted_readings"] == round(after["accepted"] * 40), after
+    if after["accepted_readings"]:
+        assert after["accepted_right"] >= 0.99, after
+        assert "too few to show that 99% are right" in result.stdout
     (reading,) = mnistlab.read_numbers(out, image)
     assert reading.text == text
     assert reading.unsure == (reading.confidence < record["min_confidence"])

@@ -182,6 +182,8 @@ def test_sure_mistakes_are_the_accepted_readings_not_their_label_surest_first(ca
     said = capsys.readouterr().out
     assert "2 images accepted and not as labelled" in said
     assert "  1.png: labelled 1, read 7 (confidence 0.999900)" in said
+    output.documents_summary({**record, "sure_mistakes": mistakes[:1]}, "record.json")
+    assert "\n1 image accepted and not as labelled" in capsys.readouterr().out
 
 
 def test_adapt_says_when_it_accepts_nothing(tmp_path, capsys):
@@ -193,6 +195,28 @@ def test_adapt_says_when_it_accepts_nothing(tmp_path, capsys):
               "classifier": True, "line_models_alone": held, "min_confidence": 1.0}  # fmt: skip
     output.adapted(Adapted(tmp_path, record))
     assert "every reading is marked unsure" in capsys.readouterr().out
+
+
+def test_adapt_says_when_too_few_are_accepted_to_show_99_percent_right(tmp_path, capsys):
+    """11 held-out readings accepted, all right, cannot show one mistake in 100: adapt
+    says how many it accepts and how many are right, not "99% right"."""
+    from mnistlab import output
+    from mnistlab.read.adapt import Adapted
+
+    before = {"accuracy": 0.6, "threshold": 0.99, "accepted": 0.05, "sure_mistakes": []}
+    after = {"accuracy": 0.825, "threshold": 0.9963, "accepted": 0.275, "sure_mistakes": [],
+             "accepted_readings": 11, "accepted_right": 1.0}  # fmt: skip
+    record = {"held_out": 40, "trained_on": 120, "before": before, "after": after,
+              "adapted": True, "classifier": True, "line_models_alone": after,
+              "min_confidence": 0.9963}  # fmt: skip
+    output.adapted(Adapted(tmp_path, record))
+    said = capsys.readouterr().out
+    assert "min_confidence=0.9963: accepts 11 of them (27.5%), 100.0% right" in said
+    assert "11 readings are too few to show that 99% are right" in said
+    record["held_out"], after["accepted_readings"], after["accepted_right"] = 800, 220, 0.9909
+    output.adapted(Adapted(tmp_path, record))
+    said = capsys.readouterr().out
+    assert "accepts 220 of them (27.5%), 99.1% right" in said and "too few" not in said
 
 
 def test_a_reader_adapted_with_two_line_models_reads_with_its_two(tmp_path):

@@ -248,6 +248,10 @@ def _measure(
         # The row's own confidence: rounded, it could pass the row's readings or reach 1.
         "threshold": row["threshold"] if row else 1.0 if table else MIN_CONFIDENCE,
         "accepted": round(row["coverage"], 4) if row else 0.0,
+        # How many readings that share is, and how many of them are right: a share of a
+        # few dozen cannot show one mistake in 100, and output.adapted says so.
+        "accepted_readings": round(row["coverage"] * len(texts)) if row else 0,
+        "accepted_right": round(row["accuracy"], 4) if row else None,
         "sure_mistakes": sure_mistakes(readings, texts, names, MIN_CONFIDENCE),
     }
 
