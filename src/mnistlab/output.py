@@ -174,9 +174,11 @@ def documents_summary(record: dict, path) -> None:
         f"{default['accepted']:.1%}, {_right(default['right'])} right"
     )
     if best:
+        count = round(best["coverage"] * record["n"])
         print(
-            f"accepted where 99% right: {best['coverage']:.1%} "
+            f"accepted where 99% right: {best['coverage']:.1%}, {count} readings "
             f"(--min-confidence {best['threshold']:.6g})"
+            + ("; too few to show that 99% are right" if count < SHOWS_99 else "")
         )
     _sure_mistakes(
         record["sure_mistakes"],

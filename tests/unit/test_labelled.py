@@ -217,6 +217,18 @@ def test_adapt_says_when_too_few_are_accepted_to_show_99_percent_right(tmp_path,
     output.adapted(Adapted(tmp_path, record))
     said = capsys.readouterr().out
     assert "accepts 220 of them (27.5%), 99.1% right" in said and "too few" not in said
+    # evaluate --documents' threshold where the accepted are 99% right says so too.
+    from mnistlab.read import Reading
+    from mnistlab.report import judge_documents
+
+    texts = [str(k) for k in range(150)]
+    readings = [Reading(t, 0.999, False, []) for t in texts]
+    for n in (3, 150):
+        data = labelled.Labelled([Path(f"{t}.png") for t in texts[:n]], texts[:n], 0)
+        output.documents_summary(judge_documents(readings[:n], data, 1.0, 0.99), "r")
+        said = capsys.readouterr().out
+        assert f"accepted where 99% right: 100.0%, {n} readings (--min-confidence 0.999)" in said
+        assert ("too few to show that 99% are right" in said) is (n < 100)
 
 
 def test_a_reader_adapted_with_two_line_models_reads_with_its_two(tmp_path):
