@@ -176,7 +176,7 @@ def documents_summary(record: dict, path) -> None:
     if best:
         count = round(best["coverage"] * record["n"])
         print(
-            f"accepted where 99% right: {best['coverage']:.1%}, {count} readings "
+            f"accepted where 99% right: {best['coverage']:.1%}, {_count(count, 'reading')} "
             f"(--min-confidence {best['threshold']:.6g})"
             + ("; too few to show that 99% are right" if count < SHOWS_99 else "")
         )
@@ -191,6 +191,10 @@ def documents_summary(record: dict, path) -> None:
     ]
     print_table(["min_confidence", "accepted", "right"], rows)
     print(f"record: {path}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _right(share: float | None) -> str:
@@ -260,24 +264,23 @@ def adapted(adapted) -> None:
               f"({after['accepted']:.1%}), {after['accepted_right']:.1%} right "
               f"(before: {before['accepted']:.1%})")  # fmt: skip
         if accepted < SHOWS_99:
-            print(f"{accepted} readings are too few to show that 99% are right; `evaluate "
-                  "--documents` on labelled images adapt has not seen measures it")  # fmt: skip
+            print("too few to show that 99% are right: `evaluate --documents` on labelled "
+                  "images adapt has not seen measures it")  # fmt: skip
     _sure_mistakes(
         after["sure_mistakes"],
         "read surely and not as labelled (a label that is not what the image shows raises "
         "the threshold: check them, correct and adapt again)",
         "reader/reader.json, after.sure_mistakes",
-        which="held-out ",
+        noun="held-out image",
     )
     print(f"reader={adapted.path}")
 
 
-def _sure_mistakes(mistakes: list[dict], what: str, where: str, which: str = "") -> None:
+def _sure_mistakes(mistakes: list[dict], what: str, where: str, noun: str = "image") -> None:
     """The readings accepted and not as labelled (reader.sure_mistakes), surest first."""
     if not mistakes:
         return
-    images = "image" if len(mistakes) == 1 else "images"
-    print(f"{len(mistakes)} {which}{images} {what}:")
+    print(f"{_count(len(mistakes), noun)} {what}:")
     for m in mistakes[:SURE_MISTAKES_SHOWN]:
         print(f"  {m['file']}: labelled {m['label']}, read {m['read']} "
               f"(confidence {m['confidence']:.6f})")  # fmt: skip

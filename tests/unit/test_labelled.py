@@ -212,7 +212,7 @@ def test_adapt_says_when_too_few_are_accepted_to_show_99_percent_right(tmp_path,
     output.adapted(Adapted(tmp_path, record))
     said = capsys.readouterr().out
     assert "min_confidence=0.9963: accepts 11 of them (27.5%), 100.0% right" in said
-    assert "11 readings are too few to show that 99% are right" in said
+    assert "\ntoo few to show that 99% are right: `evaluate --documents`" in said
     record["held_out"], after["accepted_readings"], after["accepted_right"] = 800, 220, 0.9909
     output.adapted(Adapted(tmp_path, record))
     said = capsys.readouterr().out
@@ -223,11 +223,12 @@ def test_adapt_says_when_too_few_are_accepted_to_show_99_percent_right(tmp_path,
 
     texts = [str(k) for k in range(150)]
     readings = [Reading(t, 0.999, False, []) for t in texts]
-    for n in (3, 150):
+    for n in (1, 3, 150):
         data = labelled.Labelled([Path(f"{t}.png") for t in texts[:n]], texts[:n], 0)
         output.documents_summary(judge_documents(readings[:n], data, 1.0, 0.99), "r")
         said = capsys.readouterr().out
-        assert f"accepted where 99% right: 100.0%, {n} readings (--min-confidence 0.999)" in said
+        count = "1 reading" if n == 1 else f"{n} readings"
+        assert f"accepted where 99% right: 100.0%, {count} (--min-confidence 0.999)" in said
         assert ("too few to show that 99% are right" in said) is (n < 100)
 
 
