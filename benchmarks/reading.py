@@ -17,8 +17,7 @@ import numpy as np
 import record
 
 from mnistlab.data import load_digits_set
-from mnistlab.metrics import coverage_at
-from mnistlab.read import Reader
+from mnistlab.read import Reader, accepted_at
 from mnistlab.report.evaluation import read_strings
 
 TARGET = 0.95  # 5-digit strings read right, `cnn`
@@ -69,7 +68,7 @@ def main() -> None:
         return [figure, *(show(measured[n][key]) for n in ("cnn", "deep-mlp"))]
 
     def accepted(m: dict) -> str:
-        found = coverage_at(m["risk_coverage"], RIGHT)
+        found = accepted_at(m["risk_coverage"], RIGHT)
         return pct(found["coverage"] if found else 0.0)
 
     def split(m: dict) -> str:

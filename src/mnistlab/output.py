@@ -136,12 +136,13 @@ def tune_summary(done, config, top: int) -> None:
 def evaluation_summary(evaluation, strict: float) -> None:
     """The metrics' report; the string benchmark's figures, with the threshold at which
     `strict` of the accepted readings are right; where the report is."""
-    from mnistlab.metrics import coverage_at, format_report
+    from mnistlab.metrics import format_report
+    from mnistlab.read import accepted_at
 
     print(format_report(evaluation.metrics))
     strings = evaluation.record.get("strings")
     if strings:
-        sure = coverage_at(strings["risk_coverage"], strict)
+        sure = accepted_at(strings["risk_coverage"], strict)
         accepted = (
             f"at --min-confidence {sure['threshold']:.6g}, {sure['coverage']:.1%} accepted, "
             f"{sure['accuracy']:.2%} of them right"

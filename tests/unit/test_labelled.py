@@ -2,6 +2,7 @@
 reader folder an adapted run carries."""
 
 import json
+import types
 from pathlib import Path
 
 import numpy as np
@@ -249,7 +250,7 @@ def test_a_reader_adapted_with_two_line_models_reads_with_its_two(tmp_path):
         reader_of(tmp_path)
 
 
-def test_a_confidence_is_at_most_1_and_a_threshold_of_1_accepts_nothing():
+def test_a_confidence_is_at_most_1_and_a_threshold_of_1_accepts_nothing(monkeypatch, capsys):
     """A line model saturated by adapting has float32 frames that sum to a little over 1,
     and the CTC sum over a string's paths passes 1 (on an adapted reader's register cells,
     116 of 697 readings did, and a held-out threshold of 1 accepted them)."""
@@ -276,3 +277,11 @@ def test_a_confidence_is_at_most_1_and_a_threshold_of_1_accepts_nothing():
     data = labelled.Labelled([Path("a.png"), Path("b.png")], ["5", "1"], 0)
     record = judge_documents([reading, Reading("2", 0.5, False, [])], data, 1.0, 0.99)
     assert record["at_99"] is None, record["at_99"]
+    # So does evaluate --strings' threshold where the accepted are 99.5% right.
+    from mnistlab import metrics, output
+
+    strings = metrics.string_metrics(["5", "1"], ["5", "2"], [1.0, 0.5], [False] * 2, 1.0)
+    evaluation = types.SimpleNamespace(metrics={}, record={"strings": strings}, folder=Path("r"))
+    monkeypatch.setattr(metrics, "format_report", lambda _: "")
+    output.evaluation_summary(evaluation, 0.995)
+    assert "no threshold makes the accepted 99.5% right" in capsys.readouterr().out

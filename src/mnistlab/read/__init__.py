@@ -8,12 +8,12 @@ from mnistlab.read.reader import (
     Digit,
     Reader,
     Reading,
+    accepted_at,
     is_unsure,
     job,
     judged,
     read_paths,
     reader_of,
-    selectable,
     sure_mistakes,
 )
 from mnistlab.read.segment import Mark, SegmentError
@@ -26,11 +26,11 @@ __all__ = [
     "Reader",
     "Reading",
     "SegmentError",
+    "accepted_at",
     "is_unsure",
     "job",
     "judged",
     "read_paths",
     "reader_of",
-    "selectable",
     "sure_mistakes",
 ]

@@ -28,15 +28,15 @@ import numpy as np
 from mnistlab import images, progress, runs
 from mnistlab.config import AdaptConfig
 from mnistlab.errors import UserError
-from mnistlab.metrics import coverage_at, risk_coverage
+from mnistlab.metrics import risk_coverage
 from mnistlab.predictor import Predictor
 from mnistlab.read import labelled, lines
 from mnistlab.read.reader import (
     MIN_CONFIDENCE,
     Reader,
+    accepted_at,
     judged,
     reader_of,
-    selectable,
     sure_mistakes,
 )
 
@@ -242,7 +242,7 @@ def _measure(
     readings = reader.read_many(list(decoded))
     right, confidence = judged(readings, texts)
     table = [r for r in risk_coverage(right, confidence) if r["threshold"] >= MIN_CONFIDENCE]
-    row = coverage_at(selectable(table), ACCEPTED_RIGHT)
+    row = accepted_at(table, ACCEPTED_RIGHT)
     return {
         "accuracy": round(float(right.mean()), 4),
         # The row's own confidence: rounded, it could pass the row's readings or reach 1.

@@ -31,6 +31,7 @@ import numpy as np
 from mnistlab import bulk, images, runs
 from mnistlab.config import MAX_DIGITS, ReadConfig
 from mnistlab.errors import UserError
+from mnistlab.metrics import coverage_at
 from mnistlab.predictor import Predictor
 from mnistlab.read import lines, segment
 from mnistlab.read.segment import Mark
@@ -310,9 +311,11 @@ def is_unsure(confidence: float, min_confidence: float) -> bool:
     return confidence < min_confidence or min_confidence >= 1.0 or round(confidence, PLACES) <= 0.0
 
 
-def selectable(table: list[dict[str, float]]) -> list[dict[str, float]]:
-    """The rows of a risk-coverage table that a threshold can accept: those below 1."""
-    return [row for row in table if row["threshold"] < 1.0]
+def accepted_at(table: list[dict[str, float]], accuracy: float) -> dict[str, float] | None:
+    """The row of a readings' risk-coverage table that accepts the most at least `accuracy`
+    right, of those a threshold can accept (below 1: a threshold of 1 accepts none); None
+    when no threshold gets there."""
+    return coverage_at([row for row in table if row["threshold"] < 1.0], accuracy)
 
 
 def _in_file_pixels(reading: Reading | UserError, decoded: images.Decoded) -> Reading | UserError:

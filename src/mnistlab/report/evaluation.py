@@ -17,11 +17,11 @@ from mnistlab.read import (
     FILES_PER_BATCH,
     Reader,
     Reading,
+    accepted_at,
     documents,
     is_unsure,
     judged,
     labelled,
-    selectable,
     sure_mistakes,
 )
 from mnistlab.report import html, model_card, plots
@@ -200,7 +200,7 @@ def judge_documents(
         "sure_mistakes": sure_mistakes(
             readings, data.texts, [p.name for p in data.paths], threshold
         ),
-        "at_99": coverage_at(selectable(table), DOCUMENTS_RIGHT),
+        "at_99": accepted_at(table, DOCUMENTS_RIGHT),
         "risk_coverage": [accepted(t) for t in THRESHOLDS],
         "mistakes": [
             {"file": p.name, "label": t, "read": r.text if r else None,
